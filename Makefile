@@ -1,0 +1,39 @@
+# The two commands a user needs are `make release` and `make test` (see README).
+# Each first runs tools/setup.sh, which installs only what is missing.
+SHELL := /bin/bash
+.SHELLFLAGS := -euo pipefail -c
+ENV := source tools/env.sh
+STACK ?= local
+
+.PHONY: setup release test lint unit integration preview versions clean-state
+
+setup:
+	@tools/setup.sh
+
+## release: build, seal, check, convert and publish the images of the local stack (pulumi up).
+release: setup
+	@$(ENV); tools/stack.sh select $(STACK); pulumi up --yes --skip-preview --non-interactive --stack $(STACK)
+	@$(ENV); pulumi stack output --stack $(STACK) images
+
+## preview: what a `make release` would change, as a reviewer reads it.
+preview: setup
+	@$(ENV); tools/stack.sh select $(STACK); pulumi preview --diff --non-interactive --stack $(STACK)
+
+## test: lint everything, then run the unit and integration tests.
+test: setup lint
+	@$(ENV); python -m pytest -p no:cacheprovider tests
+
+lint: setup
+	@$(ENV); ruff check . && ruff format --check .
+	@$(ENV); packer fmt -check -recursive packer
+	@$(ENV); tools/packer-validate.sh
+	@$(ENV); cd ansible && ansible-lint --profile production --strict
+
+unit: setup
+	@$(ENV); python -m pytest -p no:cacheprovider tests/unit
+
+integration: setup
+	@$(ENV); python -m pytest -p no:cacheprovider tests/integration
+
+versions: setup
+	@tools/setup.sh --check

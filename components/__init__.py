@@ -1,0 +1,1 @@
+"""Pulumi components: thin wiring around the pure logic in imagefactory/."""

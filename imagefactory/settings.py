@@ -1,0 +1,100 @@
+"""Stack settings: the validated form of the `imagefactory:*` config keys (see Pulumi.yaml).
+
+Validation lives here, free of Pulumi, so that a bad value is reported the same way in a
+unit test, in `pulumi preview` and on the command line: by naming the key and the values it
+accepts.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from imagefactory.errors import FactoryError
+from imagefactory.versions import DEFAULT_TAG_PREFIX, parse_release_tag
+
+TARGETS = ("local", "aws", "azure")
+FORMATS = ("raw", "qcow2", "vhd", "vmdk", "ova", "vhdx")
+FALLBACKS = ("stage0", "none")
+ACCELERATORS = ("auto", "kvm", "tcg")
+CHECKSUM = re.compile(r"^(sha256:[0-9a-f]{64}|sha512:[0-9a-f]{128}|file:.+)$")
+
+
+@dataclass(frozen=True)
+class Settings:
+    target: str = "local"
+    releases: tuple[str, ...] = ()
+    build_working_tree: bool = True
+    tag_prefix: str = DEFAULT_TAG_PREFIX
+    upstream_url: str = ""
+    upstream_checksum: str = ""
+    upstream_fallback: str = "stage0"
+    registry_dir: str = ".state/registry"
+    work_dir: str = ".state/work"
+    formats: tuple[str, ...] = ("raw", "qcow2", "vhd", "vmdk", "ova")
+    disk_size_mib: int = 3072
+    accelerator: str = "auto"
+    build_timeout_minutes: int = 60
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def _one_of(key: str, value: Any, accepted: tuple[str, ...]) -> str:
+    if value not in accepted:
+        raise FactoryError(f"imagefactory:{key} is {value!r}; accepted values: {', '.join(accepted)}")
+    return value
+
+
+def _int_in(key: str, value: Any, low: int, high: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise FactoryError(f"imagefactory:{key} is {value!r}; accepted: a whole number from {low} to {high}")
+    return value
+
+
+def validate(raw: dict[str, Any]) -> Settings:
+    """Turn raw config values (already typed by Pulumi) into Settings, or name what is wrong."""
+    defaults = Settings()
+    get = raw.get
+    target = _one_of("target", get("target", defaults.target), TARGETS)
+    prefix = get("tagPrefix", defaults.tag_prefix)
+    if not isinstance(prefix, str) or not re.fullmatch(r"[A-Za-z0-9._/-]*", prefix):
+        raise FactoryError(f"imagefactory:tagPrefix is {prefix!r}; accepted: letters, digits and . _ / -")
+    releases = get("releases", [])
+    if not isinstance(releases, list):
+        raise FactoryError("imagefactory:releases must be a list of release tags such as [release-0.1.0]")
+    for tag in releases:
+        try:
+            parse_release_tag(tag, prefix)
+        except FactoryError as exc:
+            raise FactoryError(f"imagefactory:releases: {exc}") from exc
+    if len(set(releases)) != len(releases):
+        raise FactoryError("imagefactory:releases lists a tag twice; list each release once")
+    formats = get("formats", list(defaults.formats))
+    if not isinstance(formats, list) or not formats:
+        raise FactoryError(f"imagefactory:formats must be a non-empty list of: {', '.join(FORMATS)}")
+    for fmt in formats:
+        _one_of("formats", fmt, FORMATS)
+    checksum = get("upstreamChecksum", "")
+    if checksum and not CHECKSUM.match(checksum):
+        raise FactoryError(
+            f"imagefactory:upstreamChecksum is {checksum!r}; accepted: sha256:<64 hex>, "
+            "sha512:<128 hex> or file:<URL or path of a SHA256SUMS/SHA512SUMS file>"
+        )
+    url = get("upstreamUrl", "")
+    if target == "local" and not url:
+        raise FactoryError("imagefactory:upstreamUrl is empty; give the URL or path of an upstream cloud image")
+    return Settings(
+        target=target,
+        releases=tuple(releases),
+        build_working_tree=bool(get("buildWorkingTree", True)),
+        tag_prefix=prefix,
+        upstream_url=url,
+        upstream_checksum=checksum,
+        upstream_fallback=_one_of("upstreamFallback", get("upstreamFallback", "stage0"), FALLBACKS),
+        registry_dir=str(get("registryDir", defaults.registry_dir)),
+        work_dir=str(get("workDir", defaults.work_dir)),
+        formats=tuple(dict.fromkeys(formats)),
+        disk_size_mib=_int_in("diskSizeMiB", get("diskSizeMiB", defaults.disk_size_mib), 1024, 1024 * 1024),
+        accelerator=_one_of("accelerator", get("accelerator", "auto"), ACCELERATORS),
+        build_timeout_minutes=_int_in("buildTimeoutMinutes", get("buildTimeoutMinutes", 60), 5, 24 * 60),
+    )

@@ -1,0 +1,92 @@
+#!/usr/bin/env bash
+# Stage 0: build a small Debian 12 cloud image from Debian's packages, for machines that
+# cannot download Debian's genericcloud image. The pipeline then treats its output exactly
+# like a downloaded upstream: an image plus a SHA256SUMS file that is verified before boot.
+#
+#   build.sh <out-dir>
+#
+# The disk is made with no mount and no loop device: mmdebstrap builds the tree, `mke2fs -d`
+# makes the root filesystem, mtools fills a FAT EFI system partition with a standalone GRUB,
+# and sfdisk + dd assemble a GPT disk. Every UUID, GUID and date is fixed, so two runs of the
+# same recipe and package set give the same filesystem metadata.
+set -euo pipefail
+
+out=${1:?usage: build.sh <out-dir>}
+SUITE=${STAGE0_SUITE:-bookworm}
+MIRROR=${STAGE0_MIRROR:-http://deb.debian.org/debian}
+DISK_MIB=${STAGE0_DISK_MIB:-2048}
+ESP_MIB=64
+# A fixed epoch: this recipe's release date. Dates inside the image do not follow the clock.
+export SOURCE_DATE_EPOCH=${SOURCE_DATE_EPOCH:-1735689600}
+export LC_ALL=C
+NAME=debian-12-stage0-amd64
+ROOT_UUID=6f2d7c3e-5a41-4f0b-9d7e-1c2b3a4d5e6f
+ROOT_PARTUUID=8a1c4e2f-0b3d-4c5e-8f6a-7b9c0d1e2f3a
+ESP_PARTUUID=2e4f6a8c-1b3d-4e5f-9a7b-c8d9e0f1a2b3
+DISK_GUID=5c7e9a1b-3d5f-4a6c-8e0b-2d4f6a8c0e1f
+ESP_VOLID=51A6E0F1
+HASH_SEED=0b5f8d2e-7c41-4a93-a6d0-3e9f1b2c4d5a
+PACKAGES=systemd-sysv,udev,dbus,linux-image-cloud-amd64,initramfs-tools,openssh-server,cloud-init,\
+cloud-guest-utils,e2fsprogs,sudo,python3,python3-apt,locales,ifupdown,isc-dhcp-client,netbase,iproute2,\
+ca-certificates,apt-transport-https
+
+work=$(mktemp -d "${TMPDIR:-/var/tmp}/stage0.XXXXXX")
+trap 'rm -rf "$work"' EXIT
+tree=$work/tree
+mkdir -p "$out"
+
+echo "stage0: building a $SUITE tree with mmdebstrap from $MIRROR" >&2
+mmdebstrap --variant=minbase --mode=root --include="$PACKAGES" \
+  --customize-hook='chroot "$1" /bin/sh -c "echo debian >/etc/hostname"' \
+  --customize-hook="printf 'UUID=%s / ext4 defaults,errors=remount-ro 0 1\n' $ROOT_UUID >\"\$1/etc/fstab\"" \
+  --customize-hook='mkdir -p "$1/etc/cloud/cloud.cfg.d" && printf "datasource_list: [NoCloud, None]\n" >"$1/etc/cloud/cloud.cfg.d/90-stage0-datasource.cfg"' \
+  --customize-hook='sed -i "s/^# *en_US.UTF-8/en_US.UTF-8/" "$1/etc/locale.gen" && chroot "$1" locale-gen >/dev/null' \
+  --customize-hook='rm -f "$1"/etc/ssh/ssh_host_* "$1/var/lib/dbus/machine-id" && : >"$1/etc/machine-id"' \
+  --customize-hook='rm -rf "$1"/var/cache/apt/archives/*.deb "$1"/var/lib/apt/lists/* "$1"/var/cache/apt/*.bin "$1"/var/log/*.log "$1"/tmp/*' \
+  "$SUITE" "$tree" "$MIRROR" >&2
+
+kernel=$(cd "$tree/boot" && ls vmlinuz-* | sort -V | tail -1)
+[ -n "$kernel" ] || { echo "stage0: no kernel was installed in the tree" >&2; exit 1; }
+
+# Clamp every mtime so the filesystem does not carry the time of this build.
+find "$tree" -xdev -newermt "@$SOURCE_DATE_EPOCH" -print0 | xargs -0r touch -h -d "@$SOURCE_DATE_EPOCH"
+
+root_mib=$((DISK_MIB - ESP_MIB - 2))
+echo "stage0: making the root filesystem (${root_mib} MiB) and the EFI system partition" >&2
+E2FSPROGS_FAKE_TIME=$SOURCE_DATE_EPOCH mke2fs -q -t ext4 -L root -U "$ROOT_UUID" -E "hash_seed=$HASH_SEED" \
+  -d "$tree" "$work/root.img" "${root_mib}M"
+
+cat >"$work/grub.cfg" <<CFG
+set timeout=0
+search --no-floppy --fs-uuid --set=root $ROOT_UUID
+linux /boot/$kernel root=UUID=$ROOT_UUID ro console=tty0 console=ttyS0,115200
+initrd /boot/initrd.img-${kernel#vmlinuz-}
+boot
+CFG
+grub-mkstandalone -O x86_64-efi --fonts= --locales= --themes= \
+  --modules="part_gpt ext2 search_fs_uuid linux normal echo" \
+  -o "$work/BOOTX64.EFI" "boot/grub/grub.cfg=$work/grub.cfg"
+mkfs.vfat -C -F 32 -n EFI -i "$ESP_VOLID" "$work/esp.img" $((ESP_MIB * 1024)) >/dev/null
+mmd -i "$work/esp.img" ::/EFI ::/EFI/BOOT
+mcopy -i "$work/esp.img" "$work/BOOTX64.EFI" ::/EFI/BOOT/BOOTX64.EFI
+
+disk=$work/$NAME.raw
+truncate -s "${DISK_MIB}M" "$disk"
+sfdisk -q --no-reread --no-tell-kernel "$disk" <<PT
+label: gpt
+label-id: $DISK_GUID
+unit: sectors
+first-lba: 2048
+start=2048, size=$((ESP_MIB * 2048)), type=C12A7328-F81F-11D2-BA4B-00A0C93EC93B, uuid=$ESP_PARTUUID, name="esp"
+start=$(((ESP_MIB + 1) * 2048)), size=$((root_mib * 2048)), type=4F68BCE3-E8CD-4DB1-96E7-FBCAF984B709, uuid=$ROOT_PARTUUID, name="root"
+PT
+dd if="$work/esp.img" of="$disk" bs=1M seek=1 conv=notrunc,sparse status=none
+dd if="$work/root.img" of="$disk" bs=1M seek=$((ESP_MIB + 1)) conv=notrunc,sparse status=none
+
+echo "stage0: writing $out/$NAME.qcow2 and its SHA256SUMS" >&2
+qemu-img convert -q -c -O qcow2 "$disk" "$work/$NAME.qcow2"
+(cd "$work" && sha256sum "$NAME.qcow2" >SHA256SUMS)
+mv -f "$work/$NAME.qcow2" "$out/$NAME.qcow2.tmp"
+mv -f "$out/$NAME.qcow2.tmp" "$out/$NAME.qcow2"
+mv -f "$work/SHA256SUMS" "$out/SHA256SUMS"
+echo "$out/$NAME.qcow2"

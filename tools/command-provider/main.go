@@ -1,0 +1,404 @@
+// Command pulumi-resource-command is imagefactory's own implementation of the
+// `command:local:Command` resource that the pulumi_command SDK declares.
+//
+// Why it exists: the upstream provider (github.com/pulumi/pulumi-command/provider)
+// is not served by the Go module proxy, and machines that reach only package
+// registries cannot download its release binary. tools/setup.sh prefers the
+// upstream binary when PULUMI_COMMAND_PLUGIN points at one; otherwise it builds
+// this program. It implements the subset of the local.Command contract that
+// this project relies on: create/update/delete commands, dir, environment,
+// interpreter, stdin, triggers, logging, stdout/stderr outputs, previews with
+// unknown outputs, and cancellation. Assets and archives are not supported and
+// are rejected at check time with a clear message.
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"strings"
+	"sync"
+	"syscall"
+
+	"github.com/pulumi/pulumi/sdk/v3/go/common/diag"
+	"github.com/pulumi/pulumi/sdk/v3/go/common/resource"
+	"github.com/pulumi/pulumi/sdk/v3/go/common/resource/plugin"
+	"github.com/pulumi/pulumi/sdk/v3/go/pulumi/provider"
+	pulumirpc "github.com/pulumi/pulumi/sdk/v3/proto/go"
+	"google.golang.org/protobuf/types/known/emptypb"
+)
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = "0.0.0-dev"
+
+const localCommandType = "command:local:Command"
+
+// inputKeys are the inputs whose change means the command must run again.
+var inputKeys = []resource.PropertyKey{
+	"create", "update", "delete", "dir", "environment", "interpreter", "stdin",
+	"triggers", "logging", "addPreviousOutputInEnv",
+}
+
+var marshalOpts = plugin.MarshalOptions{KeepUnknowns: true, KeepSecrets: true, SkipNulls: true}
+
+type commandProvider struct {
+	pulumirpc.UnimplementedResourceProviderServer
+	host *provider.HostClient
+
+	mu      sync.Mutex
+	running map[*exec.Cmd]struct{}
+}
+
+func main() {
+	err := provider.Main("command", func(host *provider.HostClient) (pulumirpc.ResourceProviderServer, error) {
+		return &commandProvider{host: host, running: map[*exec.Cmd]struct{}{}}, nil
+	})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+}
+
+func (p *commandProvider) GetPluginInfo(context.Context, *emptypb.Empty) (*pulumirpc.PluginInfo, error) {
+	return &pulumirpc.PluginInfo{Version: version}, nil
+}
+
+func (p *commandProvider) GetSchema(context.Context, *pulumirpc.GetSchemaRequest) (*pulumirpc.GetSchemaResponse, error) {
+	return &pulumirpc.GetSchemaResponse{Schema: `{"name":"command"}`}, nil
+}
+
+func (p *commandProvider) CheckConfig(_ context.Context, req *pulumirpc.CheckRequest) (*pulumirpc.CheckResponse, error) {
+	return &pulumirpc.CheckResponse{Inputs: req.GetNews()}, nil
+}
+
+func (p *commandProvider) DiffConfig(context.Context, *pulumirpc.DiffRequest) (*pulumirpc.DiffResponse, error) {
+	return &pulumirpc.DiffResponse{}, nil
+}
+
+func (p *commandProvider) Configure(context.Context, *pulumirpc.ConfigureRequest) (*pulumirpc.ConfigureResponse, error) {
+	return &pulumirpc.ConfigureResponse{AcceptSecrets: true, SupportsPreview: true}, nil
+}
+
+func (p *commandProvider) Cancel(context.Context, *emptypb.Empty) (*emptypb.Empty, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for cmd := range p.running {
+		if cmd.Process != nil {
+			// The command runs in its own process group; signal all of it.
+			_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM)
+		}
+	}
+	return &emptypb.Empty{}, nil
+}
+
+func checkType(t string) error {
+	if t != localCommandType {
+		return fmt.Errorf("this command provider implements only %s, not %q", localCommandType, t)
+	}
+	return nil
+}
+
+func (p *commandProvider) Check(_ context.Context, req *pulumirpc.CheckRequest) (*pulumirpc.CheckResponse, error) {
+	if err := checkType(resource.URN(req.GetUrn()).Type().String()); err != nil {
+		return nil, err
+	}
+	news, err := plugin.UnmarshalProperties(req.GetNews(), marshalOpts)
+	if err != nil {
+		return nil, err
+	}
+	var failures []*pulumirpc.CheckFailure
+	for _, key := range []resource.PropertyKey{"assetPaths", "archivePaths"} {
+		if v, ok := news[key]; ok && !v.IsNull() {
+			failures = append(failures, &pulumirpc.CheckFailure{
+				Property: string(key),
+				Reason:   string(key) + " is not supported by this command provider; pass paths through environment instead",
+			})
+		}
+	}
+	if v, ok := news["logging"]; ok && v.IsString() {
+		switch v.StringValue() {
+		case "stdout", "stderr", "stdoutAndStderr", "none":
+		default:
+			failures = append(failures, &pulumirpc.CheckFailure{
+				Property: "logging",
+				Reason:   fmt.Sprintf("logging %q is not one of stdout, stderr, stdoutAndStderr, none", v.StringValue()),
+			})
+		}
+	}
+	return &pulumirpc.CheckResponse{Inputs: req.GetNews(), Failures: failures}, nil
+}
+
+func (p *commandProvider) Diff(_ context.Context, req *pulumirpc.DiffRequest) (*pulumirpc.DiffResponse, error) {
+	olds, err := plugin.UnmarshalProperties(req.GetOldInputs(), marshalOpts)
+	if err != nil {
+		return nil, err
+	}
+	if len(olds) == 0 {
+		if olds, err = plugin.UnmarshalProperties(req.GetOlds(), marshalOpts); err != nil {
+			return nil, err
+		}
+	}
+	news, err := plugin.UnmarshalProperties(req.GetNews(), marshalOpts)
+	if err != nil {
+		return nil, err
+	}
+	var diffs, replaces []string
+	detailed := map[string]*pulumirpc.PropertyDiff{}
+	for _, key := range inputKeys {
+		o, n := olds[key], news[key]
+		if o.DeepEquals(n) && !n.ContainsUnknowns() {
+			continue
+		}
+		if o.IsNull() && n.IsNull() {
+			continue
+		}
+		diffs = append(diffs, string(key))
+		kind := pulumirpc.PropertyDiff_UPDATE
+		switch {
+		case o.IsNull():
+			kind = pulumirpc.PropertyDiff_ADD
+		case n.IsNull():
+			kind = pulumirpc.PropertyDiff_DELETE
+		}
+		if key == "triggers" {
+			replaces = append(replaces, string(key))
+			kind += pulumirpc.PropertyDiff_ADD_REPLACE - pulumirpc.PropertyDiff_ADD
+		}
+		detailed[string(key)] = &pulumirpc.PropertyDiff{Kind: kind, InputDiff: true}
+	}
+	changes := pulumirpc.DiffResponse_DIFF_NONE
+	if len(diffs) > 0 {
+		changes = pulumirpc.DiffResponse_DIFF_SOME
+	}
+	return &pulumirpc.DiffResponse{
+		Changes: changes, Diffs: diffs, Replaces: replaces,
+		DetailedDiff: detailed, HasDetailedDiff: true,
+	}, nil
+}
+
+func (p *commandProvider) Create(ctx context.Context, req *pulumirpc.CreateRequest) (*pulumirpc.CreateResponse, error) {
+	inputs, err := plugin.UnmarshalProperties(req.GetProperties(), marshalOpts)
+	if err != nil {
+		return nil, err
+	}
+	id := newID()
+	if req.GetPreview() {
+		return p.previewResponse(id, inputs)
+	}
+	outputs, err := p.runPhase(ctx, resource.URN(req.GetUrn()), inputs, "create", nil)
+	if err != nil {
+		return nil, err
+	}
+	props, err := plugin.MarshalProperties(outputs, marshalOpts)
+	if err != nil {
+		return nil, err
+	}
+	return &pulumirpc.CreateResponse{Id: id, Properties: props}, nil
+}
+
+func (p *commandProvider) previewResponse(id string, inputs resource.PropertyMap) (*pulumirpc.CreateResponse, error) {
+	outputs := inputs.Copy()
+	outputs["stdout"] = resource.MakeComputed(resource.NewStringProperty(""))
+	outputs["stderr"] = resource.MakeComputed(resource.NewStringProperty(""))
+	props, err := plugin.MarshalProperties(outputs, marshalOpts)
+	if err != nil {
+		return nil, err
+	}
+	return &pulumirpc.CreateResponse{Id: id, Properties: props}, nil
+}
+
+func (p *commandProvider) Update(ctx context.Context, req *pulumirpc.UpdateRequest) (*pulumirpc.UpdateResponse, error) {
+	news, err := plugin.UnmarshalProperties(req.GetNews(), marshalOpts)
+	if err != nil {
+		return nil, err
+	}
+	olds, err := plugin.UnmarshalProperties(req.GetOlds(), marshalOpts)
+	if err != nil {
+		return nil, err
+	}
+	if req.GetPreview() {
+		outputs := news.Copy()
+		outputs["stdout"] = resource.MakeComputed(resource.NewStringProperty(""))
+		outputs["stderr"] = resource.MakeComputed(resource.NewStringProperty(""))
+		props, err := plugin.MarshalProperties(outputs, marshalOpts)
+		if err != nil {
+			return nil, err
+		}
+		return &pulumirpc.UpdateResponse{Properties: props}, nil
+	}
+	phase := "update"
+	if plainString(news["update"]) == "" {
+		phase = "create"
+	}
+	outputs, err := p.runPhase(ctx, resource.URN(req.GetUrn()), news, phase, olds)
+	if err != nil {
+		return nil, err
+	}
+	props, err := plugin.MarshalProperties(outputs, marshalOpts)
+	if err != nil {
+		return nil, err
+	}
+	return &pulumirpc.UpdateResponse{Properties: props}, nil
+}
+
+func (p *commandProvider) Delete(ctx context.Context, req *pulumirpc.DeleteRequest) (*emptypb.Empty, error) {
+	olds, err := plugin.UnmarshalProperties(req.GetProperties(), marshalOpts)
+	if err != nil {
+		return nil, err
+	}
+	if plainString(olds["delete"]) == "" {
+		return &emptypb.Empty{}, nil
+	}
+	if _, err := p.runPhase(ctx, resource.URN(req.GetUrn()), olds, "delete", olds); err != nil {
+		return nil, err
+	}
+	return &emptypb.Empty{}, nil
+}
+
+func (p *commandProvider) Read(_ context.Context, req *pulumirpc.ReadRequest) (*pulumirpc.ReadResponse, error) {
+	// A local command has no remote state to refresh: what it recorded is what exists.
+	return &pulumirpc.ReadResponse{Id: req.GetId(), Properties: req.GetProperties(), Inputs: req.GetInputs()}, nil
+}
+
+// runPhase runs the create, update or delete command and returns the new outputs.
+func (p *commandProvider) runPhase(ctx context.Context, urn resource.URN, inputs resource.PropertyMap,
+	phase string, previous resource.PropertyMap,
+) (resource.PropertyMap, error) {
+	script := plainString(inputs[resource.PropertyKey(phase)])
+	outputs := inputs.Copy()
+	if script == "" {
+		outputs["stdout"] = resource.NewStringProperty("")
+		outputs["stderr"] = resource.NewStringProperty("")
+		return outputs, nil
+	}
+	interpreter := []string{"/bin/sh", "-c"}
+	if v := inputs["interpreter"]; v.IsArray() && len(v.ArrayValue()) > 0 {
+		interpreter = interpreter[:0]
+		for _, e := range v.ArrayValue() {
+			interpreter = append(interpreter, plainString(e))
+		}
+	}
+	args := append(append([]string{}, interpreter[1:]...), script)
+	cmd := exec.CommandContext(ctx, interpreter[0], args...)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM) }
+	if dir := plainString(inputs["dir"]); dir != "" {
+		cmd.Dir = dir
+	}
+	cmd.Env = os.Environ()
+	if env := unwrap(inputs["environment"]); env.IsObject() {
+		for _, k := range env.ObjectValue().StableKeys() {
+			cmd.Env = append(cmd.Env, string(k)+"="+plainString(env.ObjectValue()[k]))
+		}
+	}
+	if previous != nil {
+		addPrev := unwrap(inputs["addPreviousOutputInEnv"])
+		if !addPrev.IsBool() || addPrev.BoolValue() {
+			cmd.Env = append(cmd.Env,
+				"PULUMI_COMMAND_STDOUT="+plainString(previous["stdout"]),
+				"PULUMI_COMMAND_STDERR="+plainString(previous["stderr"]))
+		}
+	}
+	if stdin := plainString(inputs["stdin"]); stdin != "" {
+		cmd.Stdin = strings.NewReader(stdin)
+	}
+	logging := plainString(inputs["logging"])
+	if logging == "" {
+		logging = "stdoutAndStderr"
+	}
+	var stdout, stderr bytes.Buffer
+	stdoutPipe, err := cmd.StdoutPipe()
+	if err != nil {
+		return nil, err
+	}
+	stderrPipe, err := cmd.StderrPipe()
+	if err != nil {
+		return nil, err
+	}
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("%s: starting %s: %w", urn.Name(), interpreter[0], err)
+	}
+	p.track(cmd, true)
+	defer p.track(cmd, false)
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go p.pump(ctx, &wg, urn, stdoutPipe, &stdout, logging == "stdout" || logging == "stdoutAndStderr")
+	go p.pump(ctx, &wg, urn, stderrPipe, &stderr, logging == "stderr" || logging == "stdoutAndStderr")
+	wg.Wait()
+	runErr := cmd.Wait()
+	outputs["stdout"] = resource.NewStringProperty(strings.TrimRight(stdout.String(), "\n"))
+	outputs["stderr"] = resource.NewStringProperty(strings.TrimRight(stderr.String(), "\n"))
+	if runErr != nil {
+		var exitErr *exec.ExitError
+		if errors.As(runErr, &exitErr) {
+			return nil, fmt.Errorf("%s command of %s failed with exit code %d: %s",
+				phase, urn.Name(), exitErr.ExitCode(), lastLines(stderr.String(), 20))
+		}
+		return nil, fmt.Errorf("%s command of %s: %w", phase, urn.Name(), runErr)
+	}
+	return outputs, nil
+}
+
+func (p *commandProvider) track(cmd *exec.Cmd, add bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if add {
+		p.running[cmd] = struct{}{}
+	} else {
+		delete(p.running, cmd)
+	}
+}
+
+// pump copies a stream into buf and, when asked, forwards each line to the engine's log
+// so that a user watching `pulumi up` sees a long command's progress as it happens.
+func (p *commandProvider) pump(ctx context.Context, wg *sync.WaitGroup, urn resource.URN, r io.Reader,
+	buf *bytes.Buffer, forward bool,
+) {
+	defer wg.Done()
+	scanner := bufio.NewScanner(r)
+	scanner.Buffer(make([]byte, 64*1024), 16*1024*1024)
+	for scanner.Scan() {
+		line := scanner.Text()
+		buf.WriteString(line)
+		buf.WriteByte('\n')
+		if forward && p.host != nil && strings.TrimSpace(line) != "" {
+			_ = p.host.Log(ctx, diag.Info, urn, line)
+		}
+	}
+}
+
+func unwrap(v resource.PropertyValue) resource.PropertyValue {
+	for v.IsSecret() {
+		v = v.SecretValue().Element
+	}
+	return v
+}
+
+func plainString(v resource.PropertyValue) string {
+	v = unwrap(v)
+	if v.IsString() {
+		return v.StringValue()
+	}
+	return ""
+}
+
+func lastLines(s string, n int) string {
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}
+
+func newID() string {
+	b := make([]byte, 8)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
