@@ -11,8 +11,15 @@ _KEYS_OBJECT = ("releases", "formats")
 _KEYS_BOOL = ("buildWorkingTree",)
 _KEYS_INT = ("diskSizeMiB", "buildTimeoutMinutes")
 _KEYS_STR = (
-    "target", "tagPrefix", "upstreamUrl", "upstreamChecksum", "upstreamFallback",
-    "registryDir", "workDir", "accelerator",
+    "target",
+    "tagPrefix",
+    "upstreamUrl",
+    "upstreamChecksum",
+    "upstreamFallback",
+    "registryDir",
+    "workDir",
+    "accelerator",
+    "imageName",
 )
 
 

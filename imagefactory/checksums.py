@@ -58,7 +58,6 @@ def verify(path: Path, algorithm: str, expected: str) -> str:
     actual = file_digest(path, algorithm)
     if actual != expected.lower():
         raise FactoryError(
-            f"checksum mismatch for {path.name}: expected {algorithm}:{expected.lower()}, "
-            f"actual {algorithm}:{actual}"
+            f"checksum mismatch for {path.name}: expected {algorithm}:{expected.lower()}, actual {algorithm}:{actual}"
         )
     return actual

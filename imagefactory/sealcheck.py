@@ -81,9 +81,7 @@ def check_filesystem(fs: Filesystem, version: str, build_user: str) -> list[Find
             findings.append(Finding("logfiles", path, f"log not emptied ({entry.size} bytes)"))
 
     for home in _homes(fs):
-        findings += _no_match(
-            fs, "bash-history", home, [".bash_history", ".python_history", ".lesshst", ".viminfo"]
-        )
+        findings += _no_match(fs, "bash-history", home, [".bash_history", ".python_history", ".lesshst", ".viminfo"])
         findings += _absent(fs, "ssh-userdir", [f"{home}/.ssh/authorized_keys"])
         findings += _absent(fs, "provisioner-leftovers", [f"{home}/.ansible"])
 
@@ -100,11 +98,9 @@ def check_filesystem(fs: Filesystem, version: str, build_user: str) -> list[Find
         for line in content.decode(errors="replace").splitlines():
             if line.split(":", 1)[0] == build_user:
                 findings.append(Finding("user-account", account_file, f"still lists the build user {build_user}"))
-    findings += _absent(
-        fs, "passwd-backups", ["/etc/passwd-", "/etc/shadow-", "/etc/group-", "/etc/gshadow-"]
-    )
+    findings += _absent(fs, "passwd-backups", ["/etc/passwd-", "/etc/shadow-", "/etc/group-", "/etc/gshadow-"])
     findings += _absent(fs, "provisioner-leftovers", ["/usr/local/sbin/image-seal-final"])
-    for directory in ("/tmp", "/var/tmp"):
+    for directory in ("/tmp", "/var/tmp"):  # noqa: S108 - folders inside the image, read offline
         for entry in fs.listdir(directory) or []:
             findings.append(Finding("tmp-files", f"{directory}/{entry.name}", "temporary file left behind"))
     findings += _no_match(fs, "package-manager-cache", "/var/cache/apt/archives", ["*.deb"])
@@ -163,8 +159,12 @@ def main(argv: list[str] | None = None) -> int:
     except FactoryError as exc:
         print(f"seal check: {exc}", file=sys.stderr)
         return 2
-    report = {"disk": str(args.disk), "version": args.version, "sealed": not findings,
-              "findings": [asdict(f) for f in findings]}
+    report = {
+        "disk": str(args.disk),
+        "version": args.version,
+        "sealed": not findings,
+        "findings": [asdict(f) for f in findings],
+    }
     if args.report:
         tmp = args.report.with_name(args.report.name + ".tmp")
         tmp.write_text(json.dumps(report, indent=2) + "\n")

@@ -36,6 +36,7 @@ class Settings:
     disk_size_mib: int = 3072
     accelerator: str = "auto"
     build_timeout_minutes: int = 60
+    image_name: str = "debian-12"
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -97,4 +98,14 @@ def validate(raw: dict[str, Any]) -> Settings:
         disk_size_mib=_int_in("diskSizeMiB", get("diskSizeMiB", defaults.disk_size_mib), 1024, 1024 * 1024),
         accelerator=_one_of("accelerator", get("accelerator", "auto"), ACCELERATORS),
         build_timeout_minutes=_int_in("buildTimeoutMinutes", get("buildTimeoutMinutes", 60), 5, 24 * 60),
+        image_name=_image_name(get("imageName", defaults.image_name)),
     )
+
+
+def _image_name(value: Any) -> str:
+    if not isinstance(value, str) or not re.fullmatch(r"[a-z0-9][a-z0-9.-]{0,62}", value):
+        raise FactoryError(
+            f"imagefactory:imageName is {value!r}; accepted: lower-case letters, digits, dots and dashes "
+            "(at most 63), starting with a letter or digit"
+        )
+    return value

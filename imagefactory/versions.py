@@ -14,7 +14,9 @@ from pathlib import Path
 
 from imagefactory.errors import FactoryError
 
-SEMVER = r"(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)(?:-((?:0|[1-9]\d*|\d*[A-Za-z-][0-9A-Za-z-]*)(?:\.(?:0|[1-9]\d*|\d*[A-Za-z-][0-9A-Za-z-]*))*))?"
+_NUM = r"(0|[1-9]\d*)"
+_PRE_ID = r"(?:0|[1-9]\d*|\d*[A-Za-z-][0-9A-Za-z-]*)"
+SEMVER = rf"{_NUM}\.{_NUM}\.{_NUM}(?:-({_PRE_ID}(?:\.{_PRE_ID})*))?"
 DEV_VERSION = re.compile(r"^dev-[0-9a-f]{7,40}(-dirty)?$")
 DEFAULT_TAG_PREFIX = "release-"
 
@@ -71,9 +73,7 @@ def validate_version_name(name: str, prefix: str = DEFAULT_TAG_PREFIX) -> str:
 
 def _git(repo: Path, *args: str) -> str:
     try:
-        out = subprocess.run(
-            ["git", "-C", str(repo), *args], check=True, capture_output=True, text=True
-        )
+        out = subprocess.run(["git", "-C", str(repo), *args], check=True, capture_output=True, text=True)
     except FileNotFoundError as exc:
         raise FactoryError("git is not installed; it is needed to derive the image version") from exc
     except subprocess.CalledProcessError as exc:
@@ -106,7 +106,8 @@ def resolve(repo: Path, requested: str = "", prefix: str = DEFAULT_TAG_PREFIX) -
     if requested and not DEV_VERSION.fullmatch(requested):
         validate_version_name(requested, prefix)
     head = _git(repo, "rev-parse", "HEAD")
-    dirty = bool(_git(repo, "status", "--porcelain", "--untracked-files=normal"))
+    # Stack files are not image inputs, and `pulumi stack init` writes its salt into them.
+    dirty = bool(_git(repo, "status", "--porcelain", "--untracked-files=normal", "--", ".", ":(exclude)stacks"))
     if not requested and not dirty:
         tags = [t for t in _git(repo, "tag", "--points-at", "HEAD").split() if is_release_name(t, prefix)]
         if tags:
@@ -119,3 +120,19 @@ def resolve(repo: Path, requested: str = "", prefix: str = DEFAULT_TAG_PREFIX) -
             "leave the version empty to build the working tree, or give a release tag"
         )
     return Version(name, head, False, commit_time(repo, head))
+
+
+def plan(
+    repo: Path, releases: tuple[str, ...], build_working_tree: bool, prefix: str = DEFAULT_TAG_PREFIX
+) -> list[Version]:
+    """Every version the stack holds: each configured release tag, then the working tree."""
+    versions = [resolve(repo, tag, prefix) for tag in releases]
+    if build_working_tree:
+        current = resolve(repo, "", prefix)
+        if current.name not in {v.name for v in versions}:
+            versions.append(current)
+    if not versions:
+        raise FactoryError(
+            "nothing to build: imagefactory:releases is empty and imagefactory:buildWorkingTree is false"
+        )
+    return versions

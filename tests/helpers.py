@@ -9,8 +9,9 @@ import subprocess
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-COPY_IGNORE = shutil.ignore_patterns(".venv", ".state", ".git", "__pycache__", ".pytest_cache", ".ruff_cache",
-                                     ".ansible", "work")
+COPY_IGNORE = shutil.ignore_patterns(
+    ".venv", ".state", ".git", "__pycache__", ".pytest_cache", ".ruff_cache", ".ansible", "work"
+)
 
 
 def copy_project(dest: Path) -> Path:
@@ -21,16 +22,22 @@ def copy_project(dest: Path) -> Path:
 
 
 def init_git(repo: Path, tag: str | None = None) -> str:
-    env = {**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.invalid",
-           "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@example.invalid"}
+    env = {
+        **os.environ,
+        "GIT_AUTHOR_NAME": "t",
+        "GIT_AUTHOR_EMAIL": "t@example.invalid",
+        "GIT_COMMITTER_NAME": "t",
+        "GIT_COMMITTER_EMAIL": "t@example.invalid",
+    }
     run = lambda *a: subprocess.run(["git", "-C", str(repo), *a], check=True, capture_output=True, env=env)  # noqa: E731
     run("init", "-q", "-b", "main")
     run("add", "-A")
     run("commit", "-q", "-m", "test tree")
     if tag:
         run("tag", tag)
-    return subprocess.run(["git", "-C", str(repo), "rev-parse", "HEAD"], check=True, capture_output=True,
-                          text=True).stdout.strip()
+    return subprocess.run(
+        ["git", "-C", str(repo), "rev-parse", "HEAD"], check=True, capture_output=True, text=True
+    ).stdout.strip()
 
 
 def pulumi_env(project: Path) -> dict[str, str]:
@@ -44,13 +51,16 @@ def pulumi_env(project: Path) -> dict[str, str]:
     return env
 
 
-def pulumi(project: Path, *args: str, env: dict[str, str], check: bool = True,
-           timeout: int = 3600) -> subprocess.CompletedProcess[str]:
-    result = subprocess.run(["pulumi", *args, "--non-interactive"], cwd=project, env=env, text=True,
-                            capture_output=True, timeout=timeout)
+def pulumi(
+    project: Path, *args: str, env: dict[str, str], check: bool = True, timeout: int = 3600
+) -> subprocess.CompletedProcess[str]:
+    result = subprocess.run(
+        ["pulumi", *args, "--non-interactive"], cwd=project, env=env, text=True, capture_output=True, timeout=timeout
+    )
     if check and result.returncode != 0:
-        raise AssertionError(f"pulumi {' '.join(args)} failed ({result.returncode}):\n{result.stdout[-6000:]}\n"
-                             f"{result.stderr[-4000:]}")
+        raise AssertionError(
+            f"pulumi {' '.join(args)} failed ({result.returncode}):\n{result.stdout[-6000:]}\n{result.stderr[-4000:]}"
+        )
     return result
 
 

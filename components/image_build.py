@@ -1,0 +1,102 @@
+"""ImageBuild: Packer + Ansible turn the upstream image into a sealed RAW disk, then an offline
+seal check proves it is sealed and stamped before anything else may use it."""
+
+from __future__ import annotations
+
+from typing import TypedDict
+
+import pulumi
+
+from components._command import json_stdout, python_step
+
+
+class ImageBuildArgs(TypedDict):
+    version: str
+    """release-X.Y.Z or dev-<sha>[-dirty]; stamped into the image."""
+    commit: str
+    """The git commit the sources come from."""
+    build_epoch: int
+    """Commit time; stamped as BUILD_TIME so a rebuild of a tag stamps the same time."""
+    source_dir: pulumi.Input[str]
+    """Folder holding packer/ and ansible/: the tag's tree for releases, the working tree for dev builds."""
+    source_digest: str
+    """Digest of packer/ and ansible/ of the working tree (dev builds); empty for releases (commit decides)."""
+    upstream_path: pulumi.Input[str]
+    upstream_sha256: pulumi.Input[str]
+    upstream_source: pulumi.Input[str]
+    work_dir: str
+    """Build folders; a failed build leaves nothing here but its log."""
+    cache_dir: str
+    accelerator: str
+    """auto (probe KVM with a real boot, else TCG), kvm or tcg."""
+    disk_size_mib: int
+    timeout_minutes: int
+
+
+class ImageBuild(pulumi.ComponentResource):
+    """Runs `packer build` through pulumi-command, then the offline seal check of the result."""
+
+    raw_path: pulumi.Output[str]
+    raw_sha256: pulumi.Output[str]
+    build_time: pulumi.Output[str]
+    log: pulumi.Output[str]
+    seal_report: pulumi.Output[dict]
+
+    def __init__(self, name: str, args: ImageBuildArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("imagefactory:local:ImageBuild", name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+        packer = python_step(
+            f"{name}-packer",
+            'build --version "$IMAGE_VERSION" --commit "$IMAGE_COMMIT" --build-epoch "$BUILD_EPOCH" '
+            '--source-dir "$SOURCE_DIR" --upstream-path "$UPSTREAM_PATH" --upstream-sha256 "$UPSTREAM_SHA256" '
+            '--upstream-source "$UPSTREAM_SOURCE" --work-dir "$WORK_DIR" --cache "$CACHE_DIR" '
+            '--accelerator "$ACCELERATOR" --disk-size-mib "$DISK_SIZE_MIB" --timeout-minutes "$TIMEOUT_MINUTES"',
+            {
+                "IMAGE_VERSION": args["version"],
+                "IMAGE_COMMIT": args["commit"],
+                "BUILD_EPOCH": str(args["build_epoch"]),
+                "SOURCE_DIR": args["source_dir"],
+                "UPSTREAM_PATH": args["upstream_path"],
+                "UPSTREAM_SHA256": args["upstream_sha256"],
+                "UPSTREAM_SOURCE": args["upstream_source"],
+                "WORK_DIR": args["work_dir"],
+                "CACHE_DIR": args["cache_dir"],
+                "ACCELERATOR": args["accelerator"],
+                "DISK_SIZE_MIB": str(args["disk_size_mib"]),
+                "TIMEOUT_MINUTES": str(args["timeout_minutes"]),
+            },
+            # What decides the image's content. Not the checkout: a release depends on its tag's
+            # commit only, so newer code never rebuilds an older release.
+            triggers=[
+                args["version"],
+                args["commit"],
+                args["upstream_sha256"],
+                args["source_digest"],
+                args["disk_size_mib"],
+            ],
+            delete='exec "$PYTHON" -m imagefactory.build --remove-previous',
+            opts=child,
+        )
+        built = json_stdout(packer)
+        self.raw_path = built.apply(lambda r: r["raw"])
+        self.raw_sha256 = built.apply(lambda r: r["sha256"])
+        self.build_time = built.apply(lambda r: r["build_time"])
+        self.log = built.apply(lambda r: r["log"])
+
+        seal = python_step(
+            f"{name}-seal-check",
+            'sealcheck "$RAW" --version "$IMAGE_VERSION" --report "$RAW.seal-report.json"',
+            {"RAW": self.raw_path, "IMAGE_VERSION": args["version"]},
+            triggers=[self.raw_sha256],
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[packer]),
+        )
+        self.seal_report = json_stdout(seal)
+        self.register_outputs(
+            {
+                "raw_path": self.raw_path,
+                "raw_sha256": self.raw_sha256,
+                "build_time": self.build_time,
+                "log": self.log,
+                "seal_report": self.seal_report,
+            }
+        )

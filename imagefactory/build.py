@@ -1,0 +1,190 @@
+"""Run one Packer build (QEMU source, Ansible provisioner) and report the sealed RAW disk.
+
+    python -m imagefactory.build --version V --commit C --source-dir D --upstream-path P \
+        --upstream-sha256 S --upstream-source U --work-dir W --cache C [--accelerator auto]
+
+Packer's output streams to stderr (the Pulumi command provider shows it live) and to a log
+file. On success one JSON line goes to stdout. On failure the build folder is removed, so a
+failed build leaves no artifact behind, and the log stays for diagnosis.
+
+The SSH key Packer logs in with is made for this build only, in memory-backed storage
+(/dev/shm) where available, and deleted when the build ends.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections import deque
+from pathlib import Path
+
+from imagefactory import accel
+from imagefactory.checksums import file_digest
+from imagefactory.errors import FactoryError
+from imagefactory.versions import validate_version_name
+
+BUILD_USER = "imagebuild"
+
+
+def _secret_dir() -> Path:
+    shm = Path("/dev/shm")  # noqa: S108 - memory-backed storage keeps the key off disk
+    base = shm if shm.is_dir() and os.access(shm, os.W_OK) else None
+    return Path(tempfile.mkdtemp(prefix="imagefactory-key-", dir=base))
+
+
+def make_build_key(folder: Path) -> tuple[Path, str]:
+    key = folder / "id_ed25519"
+    subprocess.run(
+        ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "imagefactory-build", "-f", str(key)], check=True
+    )
+    return key, (folder / "id_ed25519.pub").read_text().strip()
+
+
+def run_packer(args: list[str], log: Path, cwd: Path, env: dict[str, str]) -> int:
+    """Run Packer, copying each line to stderr and the log; keep the tail for the error message."""
+    tail: deque[str] = deque(maxlen=25)
+    with open(log, "a", encoding="utf-8") as log_file:
+        proc = subprocess.Popen(
+            args, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1
+        )
+        if proc.stdout is None:
+            raise FactoryError("could not read Packer's output")
+        for line in proc.stdout:
+            sys.stderr.write(line)
+            sys.stderr.flush()
+            log_file.write(line)
+            tail.append(line.rstrip())
+        code = proc.wait()
+    run_packer.tail = list(tail)  # type: ignore[attr-defined]
+    return code
+
+
+def build(opts: argparse.Namespace) -> dict[str, object]:
+    version = validate_version_name(opts.version)
+    source = opts.source_dir.resolve()
+    if not (source / "packer").is_dir() or not (source / "ansible" / "site.yml").is_file():
+        raise FactoryError(f"source folder {source} has no packer/ and ansible/site.yml")
+    upstream = Path(opts.upstream_path)
+    if not upstream.is_file():
+        raise FactoryError(f"upstream image {upstream} does not exist; re-run so UpstreamImage fetches it")
+    accelerator = accel.choose(opts.accelerator, upstream, opts.cache)
+
+    work = opts.work_dir.resolve() / version
+    work.mkdir(parents=True, exist_ok=True)
+    logs = opts.work_dir.resolve() / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
+    log = logs / f"{version}-{stamp}.log"
+    output = work / f"build-{stamp}"
+    build_time = dt.datetime.fromtimestamp(opts.build_epoch, dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+    secrets = _secret_dir()
+    try:
+        key, public_key = make_build_key(secrets)
+        extra_vars = secrets / "build-vars.json"
+        extra_vars.write_text(
+            json.dumps(
+                {
+                    "image_version": version,
+                    "image_commit": opts.commit,
+                    "upstream_digest": f"sha256:{opts.upstream_sha256}",
+                    "upstream_source": opts.upstream_source,
+                    "build_time": build_time,
+                    "seal_build_user": BUILD_USER,
+                }
+            )
+        )
+        variables = {
+            "image_version": version,
+            "image_commit": opts.commit,
+            "upstream_path": str(upstream),
+            "upstream_checksum": f"sha256:{opts.upstream_sha256}",
+            "output_directory": str(output),
+            "disk_size_mib": str(opts.disk_size_mib),
+            "accelerator": accelerator,
+            "build_user": BUILD_USER,
+            "ssh_private_key_file": str(key),
+            "ssh_public_key": public_key,
+            "ansible_extra_vars_file": str(extra_vars),
+            "serial_log": str(logs / f"{version}-{stamp}.serial.log"),
+            "build_timeout": f"{opts.timeout_minutes}m",
+        }
+        env = dict(os.environ)
+        env.update({f"PKR_VAR_{name}": value for name, value in variables.items()})
+        env["CHECKPOINT_DISABLE"] = "1"
+        env["PACKER_NO_COLOR"] = "1"
+        print(f"build: packer build of {version} ({accelerator}); log: {log}", file=sys.stderr)
+        code = run_packer(["packer", "build", "-color=false", "-on-error=cleanup", "."], log, source / "packer", env)
+    finally:
+        shutil.rmtree(secrets, ignore_errors=True)
+
+    raw = output / "disk.raw"
+    if code != 0 or not raw.is_file():
+        shutil.rmtree(output, ignore_errors=True)
+        tail = "\n".join(getattr(run_packer, "tail", [])[-12:])
+        raise FactoryError(
+            f"packer build of {version} failed (exit code {code}); no image was kept. Full log: {log}\n{tail}"
+        )
+    sha256 = file_digest(raw)
+    result = {
+        "version": version,
+        "commit": opts.commit,
+        "raw": str(raw),
+        "sha256": sha256,
+        "bytes": raw.stat().st_size,
+        "accelerator": accelerator,
+        "log": str(log),
+        "build_time": build_time,
+    }
+    (output / "build.json").write_text(json.dumps(result, indent=2) + "\n")
+    return result
+
+
+def remove_previous(stdout: str) -> None:
+    """Delete the build folder recorded in a previous run's JSON output (used on delete)."""
+    lines = stdout.strip().splitlines()
+    if not lines:
+        return
+    try:
+        raw = Path(json.loads(lines[-1])["raw"])
+    except (ValueError, KeyError):
+        return
+    if raw.parent.name.startswith("build-"):
+        shutil.rmtree(raw.parent, ignore_errors=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    if argv is None and sys.argv[1:] == ["--remove-previous"]:
+        remove_previous(os.environ.get("PULUMI_COMMAND_STDOUT", ""))
+        return 0
+    parser = argparse.ArgumentParser(description="Run one Packer build of the image.")
+    parser.add_argument("--version", required=True)
+    parser.add_argument("--commit", required=True)
+    parser.add_argument("--source-dir", type=Path, required=True)
+    parser.add_argument("--upstream-path", required=True)
+    parser.add_argument("--upstream-sha256", required=True)
+    parser.add_argument("--upstream-source", required=True)
+    parser.add_argument("--work-dir", type=Path, required=True)
+    parser.add_argument("--cache", type=Path, required=True)
+    parser.add_argument("--accelerator", default="auto", choices=("auto", "kvm", "tcg"))
+    parser.add_argument("--disk-size-mib", type=int, default=3072)
+    parser.add_argument("--timeout-minutes", type=int, default=60)
+    parser.add_argument("--build-epoch", type=int, required=True, help="commit time, stamped as BUILD_TIME")
+    opts = parser.parse_args(argv)
+    try:
+        result = build(opts)
+    except FactoryError as exc:
+        print(f"build: {exc}", file=sys.stderr)
+        return 1
+    print(json.dumps(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

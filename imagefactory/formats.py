@@ -1,0 +1,225 @@
+"""Convert the one sealed RAW disk into every format, and describe the result.
+
+    python -m imagefactory.formats --raw R --version V --commit C --upstream-source U \
+        --upstream-sha256 S --build-time T --formats raw,qcow2,vhd,vmdk,ova --out D [--name debian-12]
+
+Every file is written under a temporary name and renamed when complete; the folder gets a
+SHA256SUMS and a manifest.json. Conversions run in parallel. Each file is then checked:
+`qemu-img info` must read it in its declared format with the RAW's virtual size, `qemu-img
+check` must accept it where the format supports checking, and `qemu-img compare` must find
+its content equal to the RAW.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tarfile
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+from imagefactory import ovf
+from imagefactory.checksums import file_digest, format_sums
+from imagefactory.errors import FactoryError
+
+MIB = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class FormatSpec:
+    extension: str
+    qemu_format: str
+    """qemu-img's name for the format (for info/check/compare)."""
+    convert_options: tuple[str, ...]
+    checkable: bool
+
+
+FORMATS = {
+    "raw": FormatSpec("raw", "raw", (), False),
+    "qcow2": FormatSpec("qcow2", "qcow2", ("-c", "-O", "qcow2", "-o", "compression_type=zlib"), True),
+    # Azure needs a fixed VHD whose virtual size is a whole number of MiB; force_size keeps
+    # qemu-img from rounding the size to a CHS geometry.
+    "vhd": FormatSpec("vhd", "vpc", ("-O", "vpc", "-o", "subformat=fixed,force_size=on"), False),
+    "vmdk": FormatSpec("vmdk", "vmdk", ("-O", "vmdk", "-o", "subformat=streamOptimized,adapter_type=ide"), True),
+    "vhdx": FormatSpec("vhdx", "vhdx", ("-O", "vhdx", "-o", "subformat=dynamic"), True),
+}
+
+
+def _run(args: list[str]) -> str:
+    result = subprocess.run(args, capture_output=True, text=True, check=False)
+    if result.returncode != 0:
+        raise FactoryError(f"{' '.join(args[:2])} failed: {result.stderr.strip() or result.stdout.strip()}")
+    return result.stdout
+
+
+def _tmp(path: Path) -> Path:
+    return path.with_name(f".{path.name}.partial")
+
+
+def convert(raw: Path, fmt: str, dest: Path) -> Path:
+    tmp = _tmp(dest)
+    tmp.unlink(missing_ok=True)
+    if fmt == "raw":
+        try:
+            os.link(raw, tmp)
+        except OSError:
+            _run(["cp", "--sparse=always", str(raw), str(tmp)])
+    else:
+        _run(["qemu-img", "convert", "-f", "raw", *FORMATS[fmt].convert_options, str(raw), str(tmp)])
+    tmp.replace(dest)
+    return dest
+
+
+def verify_file(raw: Path, fmt: str, path: Path) -> dict[str, object]:
+    """qemu-img must read the file as its declared format, with the RAW's size and content."""
+    spec = FORMATS[fmt]
+    info = json.loads(_run(["qemu-img", "info", "--output=json", "-f", spec.qemu_format, str(path)]))
+    if info.get("format") != spec.qemu_format:
+        raise FactoryError(f"{path.name}: qemu-img reads it as {info.get('format')}, not {spec.qemu_format}")
+    raw_size = raw.stat().st_size
+    if info["virtual-size"] != raw_size:
+        raise FactoryError(f"{path.name}: virtual size {info['virtual-size']} differs from the RAW's {raw_size}")
+    if spec.checkable:
+        _run(["qemu-img", "check", "-q", "-f", spec.qemu_format, str(path)])
+    if fmt != "raw":
+        _run(["qemu-img", "compare", "-q", "-f", "raw", "-F", spec.qemu_format, str(raw), str(path)])
+    return {"virtual_size": info["virtual-size"], "qemu_format": spec.qemu_format}
+
+
+def _tar_member(tar: tarfile.TarFile, path: Path, arcname: str, mtime: int) -> None:
+    info = tarfile.TarInfo(arcname)
+    info.size = path.stat().st_size
+    info.mtime = mtime
+    info.mode = 0o644
+    info.uid = info.gid = 0
+    info.uname = info.gname = ""
+    with open(path, "rb") as handle:
+        tar.addfile(info, handle)
+
+
+def make_ova(vmdk: Path, dest: Path, name: str, version: str, capacity: int, mtime: int) -> Path:
+    """USTAR tar of descriptor, manifest and disk, in that order (as OVF 1.0 requires)."""
+    base = dest.stem
+    work = dest.parent / f".{base}.ova-parts"
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir()
+    try:
+        ovf_path = work / f"{base}.ovf"
+        ovf_path.write_text(ovf.descriptor(name, version, f"{base}.vmdk", vmdk.stat().st_size, capacity))
+        mf_path = work / f"{base}.mf"
+        mf_path.write_text(ovf.manifest({ovf_path.name: file_digest(ovf_path), f"{base}.vmdk": file_digest(vmdk)}))
+        tmp = _tmp(dest)
+        with tarfile.open(tmp, "w", format=tarfile.USTAR_FORMAT) as tar:
+            _tar_member(tar, ovf_path, ovf_path.name, mtime)
+            _tar_member(tar, mf_path, mf_path.name, mtime)
+            _tar_member(tar, vmdk, f"{base}.vmdk", mtime)
+        tmp.replace(dest)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return dest
+
+
+def produce(raw: Path, out: Path, name: str, version: str, formats: list[str], mtime: int) -> dict[str, dict]:
+    unknown = [f for f in formats if f not in FORMATS and f != "ova"]
+    if unknown:
+        raise FactoryError(f"unknown format(s) {', '.join(unknown)}; accepted: {', '.join([*FORMATS, 'ova'])}")
+    size = raw.stat().st_size
+    if size % MIB:
+        raise FactoryError(f"{raw.name} is {size} bytes, not a whole number of MiB (Azure requires it for VHD)")
+    out.mkdir(parents=True, exist_ok=True)
+    base = f"{name}-{version}"
+    disk_formats = [f for f in formats if f != "ova"]
+    if "ova" in formats and "vmdk" not in disk_formats:
+        disk_formats.append("vmdk")
+    paths: dict[str, Path] = {}
+    with ThreadPoolExecutor(max_workers=max(2, os.cpu_count() or 2)) as pool:
+        futures = {f: pool.submit(convert, raw, f, out / f"{base}.{FORMATS[f].extension}") for f in disk_formats}
+        for fmt, future in futures.items():
+            paths[fmt] = future.result()
+        checks = {f: pool.submit(verify_file, raw, f, paths[f]) for f in disk_formats}
+        details = {f: c.result() for f, c in checks.items()}
+    if "ova" in formats:
+        paths["ova"] = make_ova(paths["vmdk"], out / f"{base}.ova", name, version, size, mtime)
+        details["ova"] = {"virtual_size": size, "contains": f"{base}.vmdk"}
+        if "vmdk" not in formats:
+            paths.pop("vmdk").unlink()
+            details.pop("vmdk")
+    result = {}
+    for fmt in formats:
+        path = paths[fmt]
+        result[fmt] = {"file": path.name, "bytes": path.stat().st_size, "sha256": file_digest(path), **details[fmt]}
+    return result
+
+
+def write_atomic(path: Path, text: str) -> None:
+    tmp = _tmp(path)
+    tmp.write_text(text)
+    tmp.replace(path)
+
+
+def remove_previous(stdout: str) -> None:
+    """Delete the staging folder recorded in a previous run's JSON output (used on delete)."""
+    lines = stdout.strip().splitlines()
+    try:
+        folder = Path(json.loads(lines[-1])["dir"]) if lines else None
+    except (ValueError, KeyError):
+        folder = None
+    if folder and folder.name.startswith("formats-"):
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    if argv is None and sys.argv[1:] == ["--remove-previous"]:
+        remove_previous(os.environ.get("PULUMI_COMMAND_STDOUT", ""))
+        return 0
+    parser = argparse.ArgumentParser(description="Convert the sealed RAW into every format.")
+    parser.add_argument("--raw", type=Path, required=True)
+    parser.add_argument(
+        "--out-base", type=Path, required=True, help="a new folder formats-<id> is made in it for this run"
+    )
+    parser.add_argument("--version", required=True)
+    parser.add_argument("--commit", required=True)
+    parser.add_argument("--upstream-source", required=True)
+    parser.add_argument("--upstream-sha256", required=True)
+    parser.add_argument("--build-time", required=True)
+    parser.add_argument("--build-epoch", type=int, required=True)
+    parser.add_argument("--raw-sha256", required=True, help="digest of the sealed RAW the seal check passed")
+    parser.add_argument("--formats", required=True, help="comma-separated: raw,qcow2,vhd,vmdk,ova,vhdx")
+    parser.add_argument("--name", default="debian-12")
+    args = parser.parse_args(argv)
+    args.out = args.out_base / f"formats-{args.raw_sha256[:12]}-{os.urandom(4).hex()}"
+    try:
+        if not args.raw.is_file():
+            raise FactoryError(f"sealed RAW {args.raw} does not exist; rebuild the image")
+        if file_digest(args.raw) != args.raw_sha256:
+            raise FactoryError(f"{args.raw} changed since it was sealed and checked; rebuild the image")
+        tmp_out = args.out.with_name(f".{args.out.name}.partial")
+        shutil.rmtree(tmp_out, ignore_errors=True)
+        formats = produce(args.raw, tmp_out, args.name, args.version, args.formats.split(","), args.build_epoch)
+        manifest = {
+            "version": args.version,
+            "commit": args.commit,
+            "name": args.name,
+            "build_time": args.build_time,
+            "upstream": {"source": args.upstream_source, "sha256": args.upstream_sha256},
+            "sealed_raw_sha256": args.raw_sha256,
+            "formats": formats,
+        }
+        write_atomic(tmp_out / "manifest.json", json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+        write_atomic(tmp_out / "SHA256SUMS", format_sums({v["file"]: v["sha256"] for v in formats.values()}))
+        tmp_out.replace(args.out)
+    except FactoryError as exc:
+        print(f"formats: {exc}", file=sys.stderr)
+        return 1
+    manifest["dir"] = str(args.out.resolve())
+    print(json.dumps(manifest))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

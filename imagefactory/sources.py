@@ -1,0 +1,77 @@
+"""What goes into an image build, as a digest: the trigger that makes a changed task rebuild."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+BUILD_INPUTS = ("packer", "ansible")
+SKIP_PARTS = {".ansible", "__pycache__", ".pytest_cache"}
+
+
+def tree_digest(root: Path, folders: tuple[str, ...] = BUILD_INPUTS) -> str:
+    """sha256 over the relative path, mode and content of every file under `folders`."""
+    digest = hashlib.sha256()
+    for folder in folders:
+        base = root / folder
+        files = sorted(p for p in base.rglob("*") if p.is_file() and not SKIP_PARTS.intersection(p.parts))
+        for path in files:
+            rel = path.relative_to(root).as_posix()
+            digest.update(rel.encode() + b"\0")
+            digest.update(b"x" if path.stat().st_mode & 0o111 else b"-")
+            digest.update(hashlib.sha256(path.read_bytes()).digest())
+    return digest.hexdigest()
+
+
+def export_commit(repo: Path, commit: str, dest: Path) -> Path:
+    """Write the tree of `commit` (not the working tree) to `dest`, atomically."""
+    import io
+    import shutil
+    import subprocess
+    import tarfile
+
+    from imagefactory.errors import FactoryError
+
+    if dest.is_dir() and (dest / ".source-commit").read_text().strip() == commit:
+        return dest
+    result = subprocess.run(
+        ["git", "-C", str(repo), "archive", "--format=tar", commit], capture_output=True, check=False
+    )
+    if result.returncode != 0:
+        raise FactoryError(f"git archive {commit} failed: {result.stderr.decode().strip()}")
+    tmp = dest.with_name(f".{dest.name}.partial")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    with tarfile.open(fileobj=io.BytesIO(result.stdout)) as tar:
+        tar.extractall(tmp, filter="data")
+    (tmp / ".source-commit").write_text(commit + "\n")
+    shutil.rmtree(dest, ignore_errors=True)
+    tmp.replace(dest)
+    return dest
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+    import json
+    import sys
+
+    from imagefactory.errors import FactoryError
+
+    parser = argparse.ArgumentParser(description="Export the tree of a release's commit for its build.")
+    parser.add_argument("--repo", type=Path, required=True)
+    parser.add_argument("--commit", required=True)
+    parser.add_argument("--dest", type=Path, required=True)
+    args = parser.parse_args(argv)
+    try:
+        dest = export_commit(args.repo, args.commit, args.dest)
+    except FactoryError as exc:
+        print(f"sources: {exc}", file=sys.stderr)
+        return 1
+    print(json.dumps({"dir": str(dest.resolve()), "commit": args.commit}))
+    return 0
+
+
+if __name__ == "__main__":
+    import sys
+
+    sys.exit(main())

@@ -1,0 +1,170 @@
+"""Resolve and verify the upstream image that every build starts from.
+
+    python -m imagefactory.upstream --url <URL or path> --checksum <spec> --fallback stage0|none --cache <dir>
+
+Prints one JSON object: the verified local path, its sha256, and where it came from. The
+image is verified before anything boots it. A checksum mismatch always stops the release (a
+mismatch is never a reason to fall back); an upstream that cannot be fetched falls back to
+the stage-0 image when the stack allows it, and says so.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import urllib.error
+import urllib.parse
+import urllib.request
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from imagefactory.checksums import file_digest, parse_expected, parse_sums, verify
+from imagefactory.errors import FactoryError
+
+STAGE0_SCRIPT = Path(__file__).resolve().parent / "stage0" / "build.sh"
+FETCH_TIMEOUT = 20
+
+
+class Unreachable(FactoryError):
+    """The upstream (or its checksum file) could not be fetched."""
+
+
+@dataclass(frozen=True)
+class Upstream:
+    path: str
+    sha256: str
+    source: str
+    checksum: str
+    via: str
+    """download, path or stage0."""
+
+
+def is_url(location: str) -> bool:
+    return urllib.parse.urlparse(location).scheme in ("http", "https")
+
+
+def stage0_recipe_digest() -> str:
+    """Changes whenever the stage-0 recipe changes, so a new recipe builds a new image."""
+    return hashlib.sha256(STAGE0_SCRIPT.read_bytes()).hexdigest()[:16]
+
+
+def _read(location: str) -> bytes:
+    if is_url(location):
+        try:
+            with urllib.request.urlopen(location, timeout=FETCH_TIMEOUT) as response:  # noqa: S310 - http(s) only
+                return response.read()
+        except (urllib.error.URLError, TimeoutError, OSError) as exc:
+            raise Unreachable(f"cannot fetch {location}: {getattr(exc, 'reason', exc)}") from exc
+    path = Path(location.removeprefix("file://"))
+    if not path.is_file():
+        raise Unreachable(f"{path} does not exist")
+    return path.read_bytes()
+
+
+def _download(url: str, dest: Path) -> None:
+    part = dest.with_name(dest.name + ".part")
+    try:
+        with urllib.request.urlopen(url, timeout=FETCH_TIMEOUT) as response, open(part, "wb") as out:  # noqa: S310
+            shutil.copyfileobj(response, out, 4 * 1024 * 1024)
+    except (urllib.error.URLError, TimeoutError, OSError) as exc:
+        part.unlink(missing_ok=True)
+        raise Unreachable(f"cannot fetch {url}: {getattr(exc, 'reason', exc)}") from exc
+    part.replace(dest)
+
+
+def expected_digest(checksum: str, image_name: str) -> tuple[str, str]:
+    """(algorithm, hex) for the image, from an inline digest or a SHA256SUMS/SHA512SUMS file."""
+    if not checksum:
+        raise FactoryError("imagefactory:upstreamChecksum is empty; an upstream image is never used unverified")
+    if checksum.startswith("file:"):
+        location = checksum.removeprefix("file:")
+        sums = parse_sums(_read(location).decode(errors="replace"))
+        if image_name not in sums:
+            raise FactoryError(f"checksum file {location} has no entry for {image_name}")
+        return sums[image_name]
+    return parse_expected(checksum)
+
+
+def resolve(url: str, checksum: str, cache: Path) -> Upstream:
+    """Fetch (or locate) and verify the configured upstream image."""
+    name = Path(urllib.parse.urlparse(url).path).name if is_url(url) else Path(url).name
+    algorithm, expected = expected_digest(checksum, name)
+    if is_url(url):
+        folder = cache / "upstream" / hashlib.sha256(url.encode()).hexdigest()[:16]
+        folder.mkdir(parents=True, exist_ok=True)
+        local = folder / name
+        if not local.exists() or file_digest(local, algorithm) != expected:
+            print(f"upstream: downloading {url}", file=sys.stderr)
+            _download(url, local)
+        via = "download"
+    else:
+        local = Path(url.removeprefix("file://")).resolve()
+        if not local.is_file():
+            raise Unreachable(f"upstream image {local} does not exist")
+        via = "path"
+    verify(local, algorithm, expected)
+    sha256 = expected if algorithm == "sha256" else file_digest(local, "sha256")
+    print(f"upstream: {name} verified ({algorithm}:{expected[:16]}…)", file=sys.stderr)
+    return Upstream(str(local), sha256, url, f"{algorithm}:{expected}", via)
+
+
+def build_stage0(cache: Path) -> Upstream:
+    """Build (once per recipe) and verify the stage-0 image, exactly like a downloaded upstream."""
+    folder = cache / "upstream" / f"stage0-{stage0_recipe_digest()}"
+    image = folder / "debian-12-stage0-amd64.qcow2"
+    sums = folder / "SHA256SUMS"
+    if not (image.is_file() and sums.is_file()):
+        if os.geteuid() != 0:
+            raise FactoryError(
+                "the stage-0 image is built with mmdebstrap --mode=root and needs root; "
+                "run the release as root once, or configure imagefactory:upstreamUrl"
+            )
+        print(f"upstream: building the stage-0 Debian 12 image into {folder} (about 1-2 minutes)", file=sys.stderr)
+        tmp = folder.with_name(folder.name + ".tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        result = subprocess.run([str(STAGE0_SCRIPT), str(tmp)], stdout=subprocess.DEVNULL, check=False)
+        if result.returncode != 0:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise FactoryError(f"the stage-0 recipe {STAGE0_SCRIPT.name} failed with exit code {result.returncode}")
+        shutil.rmtree(folder, ignore_errors=True)
+        tmp.replace(folder)
+    resolved = resolve(str(image), f"file:{sums}", cache)
+    return Upstream(resolved.path, resolved.sha256, f"stage0:{stage0_recipe_digest()}", resolved.checksum, "stage0")
+
+
+def resolve_with_fallback(url: str, checksum: str, fallback: str, cache: Path) -> Upstream:
+    try:
+        return resolve(url, checksum, cache)
+    except Unreachable as exc:
+        if fallback != "stage0":
+            raise FactoryError(
+                f"the upstream image cannot be fetched ({exc}) and imagefactory:upstreamFallback is "
+                f"{fallback!r}; set it to stage0 or point imagefactory:upstreamUrl at a reachable image"
+            ) from exc
+        print(f"upstream: {exc}; using the stage-0 image built from Debian's packages instead", file=sys.stderr)
+        return build_stage0(cache)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Resolve and verify the upstream image.")
+    parser.add_argument("--url", required=True)
+    parser.add_argument("--checksum", default="")
+    parser.add_argument("--fallback", choices=("stage0", "none"), default="stage0")
+    parser.add_argument("--cache", type=Path, required=True)
+    args = parser.parse_args(argv)
+    try:
+        upstream = resolve_with_fallback(args.url, args.checksum, args.fallback, args.cache)
+    except FactoryError as exc:
+        print(f"upstream: {exc}", file=sys.stderr)
+        return 1
+    print(json.dumps(asdict(upstream)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

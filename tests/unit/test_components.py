@@ -1,0 +1,215 @@
+"""Component policies, checked with Pulumi mocks (no engine, no builds).
+
+Each test reads like the rule it enforces; assertion messages name the resource.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pulumi
+import pytest
+from pulumi.runtime import mocks as pulumi_mocks
+
+from imagefactory.versions import Version
+
+REGISTERED: dict[str, dict[str, Any]] = {}
+_original_register = pulumi_mocks.MockMonitor.RegisterResource
+
+
+def _capturing_register(self, request):  # type: ignore[no-untyped-def]
+    REGISTERED[request.name] = {
+        "type": request.type,
+        "protect": request.protect,
+        "retain_on_delete": request.retainOnDelete,
+        "replace_on_changes": list(request.replaceOnChanges),
+    }
+    return _original_register(self, request)
+
+
+STEP_RESULTS = {
+    "-resolve": {"path": "/cache/upstream.qcow2", "sha256": "u" * 64, "source": "stage0:abc", "via": "stage0"},
+    "-source": {"dir": "/work/sources/release-0.1.0-aaaaaaaaaaaa", "commit": "a" * 40},
+    "-packer": {
+        "raw": "/work/release-0.1.0/build-1/disk.raw",
+        "sha256": "r" * 64,
+        "build_time": "2025-01-01T00:00:00Z",
+        "log": "/work/logs/x.log",
+    },
+    "-seal-check": {"sealed": True, "findings": []},
+    "-convert": {"dir": "/work/release-0.1.0/formats-x", "version": "release-0.1.0", "formats": {}},
+    "-publish": {"version": "release-0.1.0", "formats": {}},
+}
+
+
+class Mocks(pulumi.runtime.Mocks):
+    def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str, dict]:
+        outputs = dict(args.inputs)
+        if args.typ == "command:local:Command":
+            suffix = next(s for s in STEP_RESULTS if args.name.endswith(s))
+            outputs["stdout"] = json.dumps(STEP_RESULTS[suffix])
+            outputs["stderr"] = ""
+        REGISTERED.setdefault(args.name, {}).update({"inputs": args.inputs})
+        return f"{args.name}-id", outputs
+
+    def call(self, args: pulumi.runtime.MockCallArgs) -> tuple[dict, list | None]:
+        return {}, None
+
+
+@pytest.fixture(autouse=True)
+def mocked(monkeypatch: pytest.MonkeyPatch) -> None:
+    REGISTERED.clear()
+    monkeypatch.setattr(pulumi_mocks.MockMonitor, "RegisterResource", _capturing_register)
+    pulumi.runtime.set_mocks(Mocks(), preview=False)
+
+
+RELEASE = Version("release-0.1.0", "a" * 40, True, 1735689600)
+DEV = Version("dev-0123456789ab", "b" * 40, False, 1735689600)
+
+
+def build_pipeline(version: Version) -> dict[str, pulumi.Output]:
+    from components.image_build import ImageBuild
+    from components.image_formats import ImageFormats
+    from components.image_release import ImageRelease
+    from components.release_version import ReleaseVersion
+    from components.upstream_image import UpstreamImage
+
+    upstream = UpstreamImage(
+        "upstream",
+        {"url": "/nope.qcow2", "checksum": "sha256:" + "0" * 64, "fallback": "stage0", "cache_dir": "/cache"},
+    )
+    source = ReleaseVersion(version.name, {"version": version, "sources_dir": "/work/sources"})
+    build = ImageBuild(
+        version.name,
+        {
+            "version": version.name,
+            "commit": version.commit,
+            "build_epoch": version.commit_time,
+            "source_dir": source.source_dir,
+            "source_digest": "" if version.is_release else "d" * 64,
+            "upstream_path": upstream.path,
+            "upstream_sha256": upstream.sha256,
+            "upstream_source": upstream.source,
+            "work_dir": "/work",
+            "cache_dir": "/cache",
+            "accelerator": "auto",
+            "disk_size_mib": 3072,
+            "timeout_minutes": 60,
+        },
+    )
+    formats = ImageFormats(
+        version.name,
+        {
+            "version": version.name,
+            "commit": version.commit,
+            "build_epoch": version.commit_time,
+            "build_time": build.build_time,
+            "raw_path": build.raw_path,
+            "raw_sha256": build.raw_sha256,
+            "seal_report": build.seal_report,
+            "upstream_source": upstream.source,
+            "upstream_sha256": upstream.sha256,
+            "formats": ["raw", "qcow2"],
+            "out_dir": f"/work/{version.name}",
+            "image_name": "debian-12",
+        },
+    )
+    release = ImageRelease(
+        version.name,
+        {
+            "version": version.name,
+            "is_release": version.is_release,
+            "staging_dir": formats.staging_dir,
+            "manifest": formats.manifest,
+            "registry_dir": "/registry",
+        },
+    )
+    return {"entry": release.entry, "source_dir": source.source_dir, "raw": build.raw_path}
+
+
+@pulumi.runtime.test
+def test_a_release_build_never_runs_from_the_working_tree():
+    outputs = build_pipeline(RELEASE)
+
+    def check(values: list[Any]) -> None:
+        source = REGISTERED["release-0.1.0-source"]["inputs"]
+        assert source["environment"]["IMAGE_COMMIT"] == RELEASE.commit, "release-0.1.0-source exports the tag's commit"
+        packer = REGISTERED["release-0.1.0-packer"]["inputs"]
+        assert packer["environment"]["SOURCE_DIR"] == STEP_RESULTS["-source"]["dir"], (
+            "release-0.1.0-packer builds from the exported tag tree"
+        )
+        assert values[0] == STEP_RESULTS["-source"]["dir"]
+
+    return pulumi.Output.all(outputs["source_dir"], outputs["entry"]).apply(check)
+
+
+@pulumi.runtime.test
+def test_a_release_rebuilds_only_when_version_commit_or_upstream_change():
+    outputs = build_pipeline(RELEASE)
+
+    def check(_: Any) -> None:
+        packer = REGISTERED["release-0.1.0-packer"]
+        assert packer["inputs"]["triggers"] == [RELEASE.name, RELEASE.commit, "u" * 64, "", 3072], (
+            "release-0.1.0-packer is triggered by (version, tag commit, upstream digest), never by today's checkout"
+        )
+        assert "triggers[*]" in packer["replace_on_changes"]
+
+    return outputs["entry"].apply(check)
+
+
+@pulumi.runtime.test
+def test_a_dev_build_rebuilds_when_packer_or_ansible_change():
+    outputs = build_pipeline(DEV)
+
+    def check(_: Any) -> None:
+        packer = REGISTERED["dev-0123456789ab-packer"]["inputs"]
+        assert "d" * 64 in packer["triggers"], "dev-0123456789ab-packer is triggered by the packer/ansible digest"
+        assert packer["environment"]["SOURCE_DIR"] != STEP_RESULTS["-source"]["dir"]
+        assert "dev-0123456789ab-source" not in REGISTERED, "a dev build needs no tag export"
+
+    return outputs["entry"].apply(check)
+
+
+@pulumi.runtime.test
+def test_released_versions_are_protected_and_retained_dev_versions_are_not():
+    release = build_pipeline(RELEASE)
+    dev = build_pipeline(DEV)
+
+    def check(_: Any) -> None:
+        rel = REGISTERED["release-0.1.0-publish"]
+        assert rel["protect"] and rel["retain_on_delete"], "release-0.1.0-publish is protected and retained"
+        assert not rel["inputs"].get("delete"), "deleting release-0.1.0-publish never retires the release"
+        dev_publish = REGISTERED["dev-0123456789ab-publish"]
+        assert not dev_publish["protect"] and not dev_publish["retain_on_delete"]
+        assert "retire" in dev_publish["inputs"]["delete"], "a dev version leaves the registry with its resource"
+
+    return pulumi.Output.all(release["entry"], dev["entry"]).apply(check)
+
+
+@pulumi.runtime.test
+def test_values_reach_commands_through_the_environment_never_the_shell_string():
+    outputs = build_pipeline(RELEASE)
+
+    def check(_: Any) -> None:
+        commands = {n: r for n, r in REGISTERED.items() if r.get("type") == "command:local:Command"}
+        assert len(commands) == 6, sorted(commands)
+        for name, resource in commands.items():
+            script = resource["inputs"]["create"]
+            for value in resource["inputs"]["environment"].values():
+                if isinstance(value, str) and len(value) > 3 and value not in ("1",):
+                    assert value not in script, f"{name} formats {value!r} into its shell string"
+
+    return outputs["entry"].apply(check)
+
+
+@pulumi.runtime.test
+def test_formats_are_converted_only_after_the_seal_check_passed():
+    outputs = build_pipeline(RELEASE)
+
+    def check(_: Any) -> None:
+        convert = REGISTERED["release-0.1.0-convert"]["inputs"]
+        assert convert["environment"]["RAW_SHA256"] == "r" * 64, "release-0.1.0-convert converts the checked RAW"
+        assert convert["environment"]["SEALED"] == "True", "release-0.1.0-convert waits for the seal report"
+
+    return outputs["entry"].apply(check)

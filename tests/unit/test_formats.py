@@ -1,0 +1,111 @@
+"""Formats: every file is a checked, identical conversion of the RAW, with its digest."""
+
+import json
+import subprocess
+import tarfile
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from imagefactory import formats
+from imagefactory.checksums import file_digest, parse_sums
+from imagefactory.errors import FactoryError
+from tests.unit.conftest import SEALED_FILES
+
+Factory = Callable[[dict[str, str | bytes]], Path]
+
+
+def qemu_info(path: Path, fmt: str) -> dict:
+    out = subprocess.run(
+        ["qemu-img", "info", "--output=json", "-f", fmt, str(path)], check=True, capture_output=True, text=True
+    ).stdout
+    return json.loads(out)
+
+
+def test_each_format_is_read_back_by_qemu_img_with_the_raw_size(disk_factory: Factory, tmp_path: Path) -> None:
+    raw = disk_factory(SEALED_FILES)
+    out = tmp_path / "out"
+    result = formats.produce(raw, out, "debian-12", "release-0.1.0", ["raw", "qcow2", "vhd", "vmdk", "vhdx"], 0)
+    assert set(result) == {"raw", "qcow2", "vhd", "vmdk", "vhdx"}
+    for fmt, entry in result.items():
+        path = out / entry["file"]
+        assert entry["sha256"] == file_digest(path), fmt
+        info = qemu_info(path, formats.FORMATS[fmt].qemu_format)
+        assert info["virtual-size"] == raw.stat().st_size, fmt
+    assert qemu_info(out / result["vmdk"]["file"], "vmdk")["format-specific"]["data"]["create-type"] == (
+        "streamOptimized"
+    )
+    assert not list(out.glob(".*partial"))
+
+
+def test_the_vhd_is_fixed_with_a_whole_number_of_mib(disk_factory: Factory, tmp_path: Path) -> None:
+    raw = disk_factory(SEALED_FILES)
+    result = formats.produce(raw, tmp_path / "o", "n", "dev-abc1234", ["vhd"], 0)
+    vhd = tmp_path / "o" / result["vhd"]["file"]
+    footer = vhd.read_bytes()[-512:]
+    assert footer[:8] == b"conectix"
+    assert int.from_bytes(footer[60:64], "big") == 2, "disk type 2 is a fixed VHD"
+    assert vhd.stat().st_size == raw.stat().st_size + 512
+    assert raw.stat().st_size % (1024 * 1024) == 0
+
+
+def test_the_ova_is_ustar_with_descriptor_manifest_then_disk(disk_factory: Factory, tmp_path: Path) -> None:
+    raw = disk_factory(SEALED_FILES)
+    result = formats.produce(raw, tmp_path / "o", "debian-12", "release-0.1.0", ["ova"], 1700000000)
+    assert set(result) == {"ova"}, "an OVA-only request leaves no separate VMDK behind"
+    ova = tmp_path / "o" / result["ova"]["file"]
+    with tarfile.open(ova) as tar:
+        members = tar.getmembers()
+        names = [m.name for m in members]
+        assert names == ["debian-12-release-0.1.0.ovf", "debian-12-release-0.1.0.mf", "debian-12-release-0.1.0.vmdk"]
+        assert all(m.mtime == 1700000000 and m.uid == 0 for m in members)
+        manifest = tar.extractfile(names[1]).read().decode()  # type: ignore[union-attr]
+        vmdk = tar.extractfile(names[2]).read()  # type: ignore[union-attr]
+    import hashlib
+
+    assert f"SHA256(debian-12-release-0.1.0.vmdk)= {hashlib.sha256(vmdk).hexdigest()}" in manifest
+    assert ova.read_bytes()[257:262] == b"ustar"
+
+
+def test_a_raw_that_is_not_whole_mib_is_refused(tmp_path: Path) -> None:
+    raw = tmp_path / "odd.raw"
+    raw.write_bytes(b"\0" * 1000)
+    with pytest.raises(FactoryError, match="whole number of MiB"):
+        formats.produce(raw, tmp_path / "o", "n", "dev-abc1234", ["qcow2"], 0)
+
+
+def test_the_command_writes_sums_and_manifest_and_refuses_a_changed_raw(
+    disk_factory: Factory, tmp_path: Path, capsys
+) -> None:
+    raw = disk_factory(SEALED_FILES)
+    common = [
+        "--raw",
+        str(raw),
+        "--out-base",
+        str(tmp_path / "stage"),
+        "--version",
+        "release-0.1.0",
+        "--commit",
+        "a" * 40,
+        "--upstream-source",
+        "stage0:x",
+        "--upstream-sha256",
+        "b" * 64,
+        "--build-time",
+        "2025-01-01T00:00:00Z",
+        "--build-epoch",
+        "1735689600",
+        "--formats",
+        "raw,qcow2",
+    ]
+    assert formats.main([*common, "--raw-sha256", "0" * 64]) == 1
+    assert "changed since it was sealed" in capsys.readouterr().err
+    assert formats.main([*common, "--raw-sha256", file_digest(raw)]) == 0
+    manifest = json.loads(capsys.readouterr().out)
+    folder = Path(manifest["dir"])
+    sums = parse_sums((folder / "SHA256SUMS").read_text())
+    assert set(sums) == {manifest["formats"]["raw"]["file"], manifest["formats"]["qcow2"]["file"]}
+    for name, (_, digest) in sums.items():
+        assert file_digest(folder / name) == digest
+    assert json.loads((folder / "manifest.json").read_text())["commit"] == "a" * 40
