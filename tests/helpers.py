@@ -17,6 +17,10 @@ COPY_IGNORE = shutil.ignore_patterns(
 def copy_project(dest: Path) -> Path:
     """Copy the project (without state, venv or git) so a test never touches the user's stacks."""
     shutil.copytree(ROOT, dest, ignore=COPY_IGNORE, symlinks=True)
+    # The user's stack files may carry their passphrase salt; a test stack makes its own.
+    for stack_file in (dest / "stacks").glob("Pulumi.*.yaml"):
+        lines = stack_file.read_text().splitlines(keepends=True)
+        stack_file.write_text("".join(line for line in lines if not line.startswith("encryptionsalt:")))
     (dest / ".venv").symlink_to(ROOT / ".venv")
     return dest
 

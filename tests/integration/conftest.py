@@ -1,0 +1,64 @@
+"""Integration fixtures: the real Pulumi engine, Packer, QEMU and Ansible, on a copy of the project.
+
+Every test works in a temporary copy with its own git repository, file backend and registry,
+so the user's own stacks are never touched. The stage-0 upstream image is cached in the
+per-user cache and shared with `make release`.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import copy_project, init_git, pulumi, pulumi_env
+
+# An upstream that cannot be fetched, so the pipeline falls back to the stage-0 image
+# without any attempt to reach the internet.
+UNREACHABLE_UPSTREAM = "/nonexistent/debian-12-genericcloud-amd64.qcow2"
+
+
+@dataclass
+class Project:
+    path: Path
+    env: dict[str, str]
+    stack: str = "local"
+
+    def pulumi(self, *args: str, check: bool = True):  # type: ignore[no-untyped-def]
+        return pulumi(self.path, *args, "--stack", self.stack, env=self.env, check=check)
+
+    def config(self, key: str, value: str) -> None:
+        self.pulumi("config", "set", f"imagefactory:{key}", value)
+
+    def outputs(self) -> dict:
+        return json.loads(self.pulumi("stack", "output", "--json", "--show-secrets").stdout or "{}")
+
+    def registry_index(self) -> dict:
+        index = self.path / ".state" / "registry" / "index.json"
+        return json.loads(index.read_text()) if index.exists() else {"versions": {}}
+
+
+def new_project(folder: Path, prepare: Callable[[Path], None] | None = None, tag: str | None = None) -> Project:
+    path = copy_project(folder)
+    if prepare:
+        prepare(path)
+    init_git(path, tag)
+    project = Project(path, pulumi_env(path))
+    pulumi(path, "stack", "init", project.stack, "--secrets-provider", "passphrase", env=project.env)
+    project.config("upstreamUrl", UNREACHABLE_UPSTREAM)
+    project.config("upstreamChecksum", "file:/nonexistent/SHA256SUMS")
+    return project
+
+
+@pytest.fixture(scope="session")
+def released(tmp_path_factory: pytest.TempPathFactory) -> Project:
+    """One real release of the working tree: stage-0 upstream, Packer build, seal check, formats."""
+    project = new_project(tmp_path_factory.mktemp("release") / "project")
+    # A change outside the build inputs: the version is dev-<sha>-dirty, so a later change to
+    # an Ansible task keeps the version name and must still rebuild.
+    (project.path / "README.md").write_text("changed after the commit\n")
+    project.pulumi("up", "--yes", "--skip-preview")
+    return project

@@ -1,0 +1,116 @@
+"""A real local release: from the stage-0 upstream to a sealed image in five formats.
+
+The session fixture `released` runs one `pulumi up` on a copy of the project. These tests then
+check what a user gets: the formats, their checksums, a guest that boots and reports its
+version, a seal check that passes (and catches a planted key), and a second run that
+rebuilds nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from imagefactory import vm
+from imagefactory.checksums import file_digest, parse_sums
+from imagefactory.debugfs import Filesystem
+from imagefactory.errors import FactoryError
+from imagefactory.gpt import root_partition
+from imagefactory.registry import verify_folder
+from imagefactory.sealcheck import check_disk
+from tests.integration.conftest import Project
+
+FORMATS = {"raw": "raw", "qcow2": "qcow2", "vhd": "vpc", "vmdk": "vmdk", "ova": None}
+
+
+def only_version(project: Project) -> tuple[str, dict]:
+    images = project.outputs()["images"]
+    assert len(images) == 1, images
+    return next(iter(images.items()))
+
+
+def test_every_format_is_published_with_a_matching_checksum(released: Project) -> None:
+    version, image = only_version(released)
+    assert version.startswith("dev-") and version.endswith("-dirty")
+    assert set(image["formats"]) == set(FORMATS)
+    folder = Path(image["dir"])
+    sums = parse_sums((folder / "SHA256SUMS").read_text())
+    assert len(sums) == len(FORMATS)
+    for fmt, entry in image["formats"].items():
+        path = Path(entry["path"])
+        assert file_digest(path) == entry["sha256"] == sums[path.name][1], fmt
+        assert path.stat().st_size == entry["bytes"], fmt
+        if FORMATS[fmt]:
+            info = json.loads(
+                subprocess.run(
+                    ["qemu-img", "info", "--output=json", "-f", FORMATS[fmt], str(path)],
+                    check=True,
+                    capture_output=True,
+                    text=True,
+                ).stdout
+            )
+            assert info["virtual-size"] == image["formats"]["raw"]["bytes"], fmt
+    manifest = json.loads((folder / "manifest.json").read_text())
+    assert manifest["version"] == version and manifest["commit"] == image["commit"]
+    assert released.registry_index()["versions"][version]["commit"] == image["commit"]
+
+
+def test_the_qcow2_boots_and_the_guest_reports_its_version(released: Project) -> None:
+    version, image = only_version(released)
+    stamp = vm.read_release(Path(image["formats"]["qcow2"]["path"]))
+    assert stamp["IMAGE_VERSION"] == version
+    assert stamp["IMAGE_COMMIT"] == image["commit"]
+    assert stamp["UPSTREAM_DIGEST"] == f"sha256:{image['upstream']['sha256']}"
+
+
+def test_the_released_raw_is_sealed_and_a_planted_host_key_is_caught(released: Project, tmp_path: Path) -> None:
+    version, image = only_version(released)
+    raw = Path(image["formats"]["raw"]["path"])
+    assert check_disk(raw, version) == []
+    copy = tmp_path / "planted.raw"
+    subprocess.run(["cp", "--sparse=always", str(raw), str(copy)], check=True)
+    key = tmp_path / "ssh_host_ed25519_key"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
+    Filesystem(copy, root_partition(copy).offset, writable=True).write(key, "/etc/ssh/ssh_host_ed25519_key")
+    findings = [str(f) for f in check_disk(copy, version)]
+    assert findings == ["ssh-hostkeys: /etc/ssh/ssh_host_ed25519_key: still present"]
+    assert file_digest(raw) == image["formats"]["raw"]["sha256"], "the released file itself is untouched"
+
+
+def test_a_second_release_with_nothing_changed_rebuilds_nothing(released: Project) -> None:
+    before = released.outputs()
+    result = released.pulumi("up", "--yes", "--skip-preview")
+    assert "unchanged" in result.stdout
+    for word in ("created", "updated", "replaced", "deleted"):
+        assert f" {word}" not in result.stdout.split("Resources:")[-1], result.stdout
+    assert released.outputs() == before
+
+
+def test_changing_one_ansible_task_rebuilds(released: Project) -> None:
+    version, _ = only_version(released)
+    task = released.path / "ansible" / "roles" / "baseline" / "tasks" / "packages.yml"
+    original = task.read_text()
+    task.write_text(original.replace("cache_valid_time: 3600", "cache_valid_time: 7200"))
+    try:
+        preview = json.loads(released.pulumi("preview", "--json").stdout)
+    finally:
+        task.write_text(original)
+    ops = {step["urn"].split("::")[-1]: step["op"] for step in preview["steps"]}
+    assert ops[f"{version}-packer"] == "replace", ops
+    assert ops["upstream-resolve"] == "same", "the upstream is not fetched again"
+
+
+def test_a_corrupted_copy_of_a_release_fails_its_checksums(released: Project, tmp_path: Path) -> None:
+    _, image = only_version(released)
+    folder = tmp_path / "copy"
+    shutil.copytree(image["dir"], folder)
+    qcow2 = folder / Path(image["formats"]["qcow2"]["path"]).name
+    with open(qcow2, "r+b") as handle:
+        handle.seek(4096)
+        handle.write(b"corrupted")
+    with pytest.raises(FactoryError, match=qcow2.name):
+        verify_folder(folder)
