@@ -5,7 +5,7 @@ SHELL := /bin/bash
 ENV := source tools/env.sh
 STACK ?= local
 
-.PHONY: setup release test lint unit integration preview versions clean-state
+.PHONY: setup release test lint unit integration preview versions bench lookup deprecate retire
 
 setup:
 	@tools/setup.sh
@@ -37,3 +37,20 @@ integration: setup
 
 versions: setup
 	@tools/setup.sh --check
+
+## lookup: print the file of one published version, e.g. make lookup VERSION=release-0.1.0 FORMAT=qcow2
+lookup: setup
+	@$(ENV); python -m imagefactory.registry lookup --registry .state/registry --version "$(VERSION)" \
+	  $(if $(FORMAT),--format "$(FORMAT)")
+
+## deprecate: announce that a version will be retired (it stays published and launchable).
+deprecate: setup
+	@$(ENV); python -m imagefactory.registry deprecate --registry .state/registry --version "$(VERSION)"
+
+## retire: the explicit lifecycle step that deletes a deprecated version from the registry.
+retire: setup
+	@$(ENV); python -m imagefactory.registry retire --registry .state/registry --version "$(VERSION)"
+
+## bench: time each stage of a local release; results in bench/results/.
+bench: setup
+	@$(ENV); python -m bench.stages

@@ -142,15 +142,35 @@ def _link_or_copy(src: str, dst: str) -> None:
         shutil.copy2(src, dst)
 
 
+def _known(index: dict, version: str) -> None:
+    if version not in index["versions"]:
+        available = ", ".join(sorted(index["versions"])) or "none"
+        raise FactoryError(f"{version} is not in the registry; it has: {available}")
+
+
+def deprecate(registry: Path, version: str, when: str) -> None:
+    """Mark a version deprecated: still published and launchable, but announced for retirement."""
+    with _locked(registry):
+        index = read_index(registry)
+        _known(index, version)
+        index["versions"][version]["deprecated"] = when
+        _write_index(registry, index)
+
+
 def retire(registry: Path, version: str, missing_ok: bool = False) -> None:
-    """Remove a version from the index and delete its files: an explicit lifecycle step."""
+    """Remove a version from the index and delete its files: an explicit lifecycle step.
+
+    A release must be deprecated first; a development version may go at any time.
+    """
     with _locked(registry):
         index = read_index(registry)
         if version not in index["versions"] and missing_ok:
             return
-        if version not in index["versions"]:
+        _known(index, version)
+        if not is_dev(version) and "deprecated" not in index["versions"][version]:
             raise FactoryError(
-                f"{version} is not in the registry; it has: {', '.join(sorted(index['versions'])) or 'none'}"
+                f"{version} is a release that is not deprecated; deprecate it first "
+                f"(make deprecate VERSION={version}), then retire it"
             )
         del index["versions"][version]
         _write_index(registry, index)
@@ -175,6 +195,11 @@ def lookup(registry: Path, version: str, fmt: str | None = None) -> dict:
         raise FactoryError(f"version {version} is not published; published versions: {available}")
     manifest = json.loads((registry / version / "manifest.json").read_text())
     found = entry(registry, manifest)
+    if "deprecated" in index["versions"][version]:
+        print(
+            f"registry: warning: {version} is deprecated since {index['versions'][version]['deprecated']}",
+            file=sys.stderr,
+        )
     if fmt is None:
         return found
     if fmt not in found["formats"]:
@@ -185,7 +210,7 @@ def lookup(registry: Path, version: str, fmt: str | None = None) -> dict:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="The on-disk registry of published image versions.")
     sub = parser.add_subparsers(dest="command", required=True)
-    for name in ("publish", "retire", "lookup", "list"):
+    for name in ("publish", "deprecate", "retire", "lookup", "list"):
         cmd = sub.add_parser(name)
         cmd.add_argument("--registry", type=Path, required=True)
         if name != "list":
@@ -199,6 +224,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "publish":
             print(json.dumps(publish(args.registry, args.staging, args.version)))
+        elif args.command == "deprecate":
+            import datetime as dt
+
+            deprecate(args.registry, args.version, dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"))
+            print(f"registry: {args.version} is deprecated", file=sys.stderr)
         elif args.command == "retire":
             retire(args.registry, args.version, args.missing_ok)
             print(f"registry: retired {args.version}", file=sys.stderr)

@@ -176,6 +176,14 @@ install_venv() {
   run_or_fail "Python requirements" "(requirements-dev.txt)" "$VENV/bin/pip" install -q --disable-pip-version-check \
     -r "$ROOT/requirements-dev.txt"
   echo "$stamp" >"$VENV/.imagefactory-stamp"
+  link_project_into_venv
+}
+
+link_project_into_venv() {
+  # Application stacks (examples/app) import components.launch_template from this checkout.
+  local site
+  site=$("$VENV/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
+  [ "$(cat "$site/imagefactory-project.pth" 2>/dev/null)" = "$ROOT" ] || echo "$ROOT" >"$site/imagefactory-project.pth"
 }
 
 ensure_passphrase() {
@@ -206,6 +214,7 @@ main() {
   mkdir -p "$IMAGEFACTORY_TOOLS" "$PULUMI_HOME" "$PACKER_PLUGIN_PATH"
   install_debian_packages
   install_venv
+  link_project_into_venv
   install_pulumi
   install_command_provider
   install_packer

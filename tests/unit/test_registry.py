@@ -87,9 +87,20 @@ def test_lookup_of_an_unknown_version_lists_the_published_ones(tmp_path: Path) -
         registry.lookup(reg, "release-0.1.0", "vhd")
 
 
+def test_a_release_is_deprecated_before_it_can_be_retired(tmp_path: Path) -> None:
+    reg = tmp_path / "reg"
+    registry.publish(reg, staging(tmp_path, "release-0.1.0"), "release-0.1.0")
+    with pytest.raises(FactoryError, match="deprecate it first"):
+        registry.retire(reg, "release-0.1.0")
+    assert (reg / "release-0.1.0").is_dir()
+    registry.deprecate(reg, "release-0.1.0", "2026-01-01T00:00:00Z")
+    assert registry.lookup(reg, "release-0.1.0")["version"] == "release-0.1.0", "still launchable while deprecated"
+
+
 def test_retire_removes_the_version_and_its_files(tmp_path: Path) -> None:
     reg = tmp_path / "reg"
     registry.publish(reg, staging(tmp_path, "release-0.1.0"), "release-0.1.0")
+    registry.deprecate(reg, "release-0.1.0", "2026-01-01T00:00:00Z")
     registry.retire(reg, "release-0.1.0")
     assert registry.read_index(reg)["versions"] == {}
     assert not (reg / "release-0.1.0").exists()

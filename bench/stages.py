@@ -1,0 +1,146 @@
+"""Time each stage of a local release on this machine; write bench/results/stages.json.
+
+    python -m bench.stages [--cold-stage0]
+
+Runs the same steps the Pulumi components run (upstream, Packer build, seal check, each
+format) directly, in a scratch folder, and records the wall time of each. The stage-0
+upstream is timed from the cache unless --cold-stage0 rebuilds it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from imagefactory import build, formats, sealcheck, upstream, versions
+from imagefactory.checksums import file_digest
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "bench" / "results"
+
+
+def machine() -> dict[str, object]:
+    mem_kib = 0
+    for line in Path("/proc/meminfo").read_text().splitlines():
+        if line.startswith("MemTotal:"):
+            mem_kib = int(line.split()[1])
+    qemu = subprocess.run(["qemu-img", "--version"], capture_output=True, text=True).stdout.splitlines()[0]
+    return {
+        "cpus": os.cpu_count(),
+        "memory_gib": round(mem_kib / 1024 / 1024, 1),
+        "kernel": platform.release(),
+        "qemu": qemu,
+        "python": platform.python_version(),
+    }
+
+
+def timed(results: dict[str, float], name: str, func, *args, **kwargs):  # type: ignore[no-untyped-def]
+    start = time.monotonic()
+    value = func(*args, **kwargs)
+    results[name] = round(time.monotonic() - start, 2)
+    print(f"bench: {name}: {results[name]} s", file=sys.stderr)
+    return value
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--cold-stage0", action="store_true", help="rebuild the stage-0 upstream image too")
+    args = parser.parse_args()
+    cache = Path(os.environ.get("IMAGEFACTORY_CACHE", Path.home() / ".cache" / "imagefactory"))
+    if args.cold_stage0:
+        shutil.rmtree(cache / "upstream" / f"stage0-{upstream.stage0_recipe_digest()}", ignore_errors=True)
+    version = versions.resolve(ROOT)
+    stages: dict[str, float] = {}
+    with tempfile.TemporaryDirectory(prefix="bench-", dir=os.environ.get("BENCH_TMP")) as tmp:
+        work = Path(tmp)
+        up = timed(
+            stages,
+            "upstream",
+            upstream.resolve_with_fallback,
+            "/nonexistent/upstream.qcow2",
+            "file:/nonexistent/SHA256SUMS",
+            "stage0",
+            cache,
+        )
+        opts = argparse.Namespace(
+            version=version.name,
+            commit=version.commit,
+            build_epoch=version.commit_time,
+            source_dir=ROOT,
+            upstream_path=up.path,
+            upstream_sha256=up.sha256,
+            upstream_source=up.source,
+            work_dir=work / "work",
+            cache=cache,
+            accelerator="auto",
+            disk_size_mib=3072,
+            timeout_minutes=60,
+        )
+        built = timed(stages, "build", build.build, opts)
+        raw = Path(built["raw"])
+        findings = timed(stages, "seal_check", sealcheck.check_disk, raw, version.name)
+        if findings:
+            print(f"bench: the image is not sealed: {findings}", file=sys.stderr)
+            return 1
+        out = work / "formats"
+        out.mkdir()
+        sizes: dict[str, int] = {}
+        for fmt in ("raw", "qcow2", "vhd", "vmdk", "vhdx"):
+            dest = out / f"image.{formats.FORMATS[fmt].extension}"
+            timed(stages, f"convert_{fmt}", formats.convert, raw, fmt, dest)
+            timed(stages, f"verify_{fmt}", formats.verify_file, raw, fmt, dest)
+            sizes[fmt] = dest.stat().st_size
+        timed(
+            stages,
+            "package_ova",
+            formats.make_ova,
+            out / "image.vmdk",
+            out / "image.ova",
+            "n",
+            version.name,
+            raw.stat().st_size,
+            version.commit_time,
+        )
+        sizes["ova"] = (out / "image.ova").stat().st_size
+        timed(stages, "sha256_raw", file_digest, raw)
+        parallel = work / "parallel"
+        timed(
+            stages,
+            "all_formats_parallel",
+            formats.produce,
+            raw,
+            parallel,
+            "n",
+            version.name,
+            ["raw", "qcow2", "vhd", "vmdk", "ova"],
+            version.commit_time,
+        )
+        allocated = raw.stat().st_blocks * 512
+        accelerator = built["accelerator"]
+    result = {
+        "what": "wall time of each stage of one local release (seconds); sizes in bytes",
+        "machine": machine(),
+        "accelerator": accelerator,
+        "version": version.name,
+        "stages_seconds": stages,
+        "sizes_bytes": {"raw_allocated": allocated, **sizes},
+    }
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    target = RESULTS / "stages.json"
+    tmp_target = target.with_name(".stages.json.partial")
+    tmp_target.write_text(json.dumps(result, indent=2) + "\n")
+    tmp_target.replace(target)
+    print(json.dumps(result, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

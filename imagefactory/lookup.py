@@ -1,0 +1,64 @@
+"""Find an image by its version: the `aws ec2 describe-images --filters tag:ImageVersion=…` of
+this project, for people and scripts.
+
+    python -m imagefactory.lookup --version release-0.1.0                      # local registry: qcow2 path
+    python -m imagefactory.lookup --version release-0.1.0 --format vhd
+    python -m imagefactory.lookup --target aws --version release-0.1.0 --region eu-west-1 --owner 123456789012
+
+AWS credentials come from the usual environment (profile, role, variables); nothing is logged.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from imagefactory.errors import FactoryError
+
+
+def find_ami(client, version: str, owner: str) -> str:  # type: ignore[no-untyped-def]
+    """The one AMI of `owner` tagged ImageVersion=`version`; refuse none or several."""
+    response = client.describe_images(Owners=[owner], Filters=[{"Name": "tag:ImageVersion", "Values": [version]}])
+    images = response.get("Images", [])
+    if not images:
+        raise FactoryError(f"no AMI owned by {owner} is tagged ImageVersion={version}")
+    if len(images) > 1:
+        ids = ", ".join(sorted(i["ImageId"] for i in images))
+        raise FactoryError(f"{len(images)} AMIs owned by {owner} are tagged ImageVersion={version}: {ids}")
+    return images[0]["ImageId"]
+
+
+def aws_client(region: str, endpoint_url: str | None):  # type: ignore[no-untyped-def]
+    import boto3
+
+    return boto3.client("ec2", region_name=region, endpoint_url=endpoint_url)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Print the image ID or file of an image version.")
+    parser.add_argument("--version", required=True)
+    parser.add_argument("--target", choices=("local", "aws"), default="local")
+    parser.add_argument("--registry", type=Path, default=Path(".state/registry"))
+    parser.add_argument("--format", default="qcow2")
+    parser.add_argument("--region", default="us-east-1")
+    parser.add_argument("--owner", help="AWS account that owns the AMI (required for aws: never trust any owner)")
+    parser.add_argument("--endpoint-url", help="an EC2 endpoint other than AWS's, e.g. a local emulator")
+    args = parser.parse_args(argv)
+    try:
+        if args.target == "aws":
+            if not args.owner:
+                raise FactoryError("--owner is required for aws: an AMI is only trusted from a pinned owner")
+            print(find_ami(aws_client(args.region, args.endpoint_url), args.version, args.owner))
+        else:
+            from imagefactory.registry import lookup
+
+            print(lookup(args.registry, args.version, args.format)["path"])
+    except FactoryError as exc:
+        print(f"lookup: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,157 @@
+"""Releases never change, and applications launch them by version (turn-and-burn).
+
+A throwaway git repository gets two tags. The image stack publishes release-0.1.0, then
+release-0.2.0, and 0.1.0 must stay byte-for-byte untouched. Moving a tag is refused. The
+example application stack then runs 0.1.0 in a local VM, is bumped to 0.2.0 (the preview shows
+a create-before-delete replacement and the new VM reports 0.2.0), and is rolled back.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import pulumi
+from tests.integration.conftest import Project, new_project
+
+GIT_ENV = {
+    "GIT_AUTHOR_NAME": "t",
+    "GIT_AUTHOR_EMAIL": "t@example.invalid",
+    "GIT_COMMITTER_NAME": "t",
+    "GIT_COMMITTER_EMAIL": "t@example.invalid",
+}
+
+
+def git(repo: Path, *args: str) -> str:
+    return subprocess.run(
+        ["git", "-C", str(repo), *args], check=True, capture_output=True, text=True, env={**os.environ, **GIT_ENV}
+    ).stdout.strip()
+
+
+def quick_baseline(path: Path) -> None:
+    """Skip the package installs in these builds: the full baseline is covered by test_release."""
+    defaults = path / "ansible" / "roles" / "baseline" / "defaults" / "main.yml"
+    defaults.write_text(
+        defaults.read_text()
+        .replace("baseline_packages_enabled: true", "baseline_packages_enabled: false")
+        .replace("baseline_timesync_enabled: true", "baseline_timesync_enabled: false")
+    )
+
+
+def snapshot(folder: Path) -> dict[str, tuple[int, int, str]]:
+    """Every file of a published version: (inode, mtime_ns, sha256)."""
+    from imagefactory.checksums import file_digest
+
+    return {p.name: (p.stat().st_ino, p.stat().st_mtime_ns, file_digest(p)) for p in sorted(folder.iterdir())}
+
+
+@pytest.fixture(scope="module")
+def two_releases(tmp_path_factory: pytest.TempPathFactory) -> Project:
+    project = new_project(tmp_path_factory.mktemp("releases") / "project", quick_baseline, tag="release-0.1.0")
+    motd = project.path / "ansible" / "roles" / "release" / "templates" / "release.j2"
+    motd.write_text(motd.read_text() + "# second release\n")
+    git(project.path, "commit", "-qam", "second release")
+    git(project.path, "tag", "release-0.2.0")
+    project.config("buildWorkingTree", "false")
+    project.pulumi("config", "set", "--path", "imagefactory:releases[0]", "release-0.1.0")
+    project.pulumi("up", "--yes", "--skip-preview")
+    return project
+
+
+def test_publishing_a_second_release_leaves_the_first_untouched(two_releases: Project) -> None:
+    project = two_releases
+    first = project.outputs()["images"]["release-0.1.0"]
+    before = snapshot(Path(first["dir"]))
+    project.pulumi("config", "set", "--path", "imagefactory:releases[1]", "release-0.2.0")
+    preview = json.loads(project.pulumi("preview", "--json").stdout)
+    ops = {step["urn"].split("::")[-1]: step["op"] for step in preview["steps"]}
+    assert {op for name, op in ops.items() if name.startswith("release-0.1.0")} == {"same"}, ops
+    assert ops["release-0.2.0-packer"] == "create"
+    project.pulumi("up", "--yes", "--skip-preview")
+    images = project.outputs()["images"]
+    assert set(images) == {"release-0.1.0", "release-0.2.0"}
+    assert images["release-0.1.0"] == first, "0.1.0's outputs are unchanged"
+    assert snapshot(Path(first["dir"])) == before, "0.1.0's files are byte-for-byte untouched"
+    assert images["release-0.2.0"]["commit"] == git(project.path, "rev-parse", "release-0.2.0")
+    assert images["release-0.1.0"]["commit"] == git(project.path, "rev-parse", "release-0.1.0")
+    index = project.registry_index()["versions"]
+    assert {v: e["commit"] for v, e in index.items()} == {v: i["commit"] for v, i in images.items()}
+
+
+def test_moving_a_released_tag_is_refused_before_anything_is_built(two_releases: Project) -> None:
+    project = two_releases
+    original = git(project.path, "rev-parse", "release-0.1.0")
+    git(project.path, "tag", "-f", "release-0.1.0", "release-0.2.0")
+    try:
+        result = project.pulumi("preview", check=False)
+    finally:
+        git(project.path, "tag", "-f", "release-0.1.0", original)
+    assert result.returncode != 0
+    assert "tag release-0.1.0 now points at" in result.stdout
+    assert "releases are immutable" in result.stdout
+    assert "Traceback" not in result.stdout
+
+
+def test_the_released_resources_are_protected(two_releases: Project) -> None:
+    state = json.loads(project_export(two_releases))
+    publish = [r for r in state["deployment"]["resources"] if r["urn"].endswith("release-0.1.0-publish")]
+    assert publish and publish[0].get("protect") is True and publish[0].get("retainOnDelete") is True
+
+
+def project_export(project: Project) -> str:
+    return project.pulumi("stack", "export").stdout
+
+
+class App:
+    def __init__(self, image_project: Project) -> None:
+        self.path = image_project.path / "examples" / "app"
+        self.env = image_project.env
+
+    def run(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        return pulumi(self.path, *args, "--stack", "dev", env=self.env, check=check)
+
+    def use(self, version: str) -> None:
+        self.run("config", "set", "imageVersion", version)
+
+    def launch(self) -> dict:
+        return json.loads(self.run("stack", "output", "--json").stdout)["launch"]
+
+
+def test_an_application_launches_by_version_and_upgrades_by_turn_and_burn(two_releases: Project) -> None:
+    app = App(two_releases)
+    pulumi(app.path, "stack", "init", "dev", "--secrets-provider", "passphrase", env=app.env)
+    app.run("config", "set", "stateDir", str(app.path / ".state" / "vms"))
+    try:
+        app.use("release-9.9.9")
+        missing = app.run("preview", check=False)
+        assert missing.returncode != 0
+        assert "'release-9.9.9' is not published by the image stack; it has: release-0.1.0, release-0.2.0" in (
+            missing.stdout
+        )
+
+        app.use("release-0.1.0")
+        app.run("up", "--yes", "--skip-preview")
+        first = app.launch()
+        assert first["reported_version"] == "release-0.1.0"
+        assert Path(f"/proc/{first['pid']}").exists()
+
+        app.use("release-0.2.0")
+        preview = json.loads(app.run("preview", "--json").stdout)
+        vm_ops = [step["op"] for step in preview["steps"] if step["urn"].endswith("app-vm")]
+        assert "create-replacement" in vm_ops and "delete-replaced" in vm_ops, vm_ops
+        assert vm_ops.index("create-replacement") < vm_ops.index("delete-replaced"), "create before delete"
+        app.run("up", "--yes", "--skip-preview")
+        second = app.launch()
+        assert second["reported_version"] == "release-0.2.0"
+        assert not Path(f"/proc/{first['pid']}").exists(), "the old VM is gone once the new one is healthy"
+
+        app.use("release-0.1.0")
+        app.run("up", "--yes", "--skip-preview")
+        assert app.launch()["reported_version"] == "release-0.1.0", "rolling back is setting the previous version"
+        assert not Path(f"/proc/{second['pid']}").exists()
+    finally:
+        app.run("destroy", "--yes", check=False)
