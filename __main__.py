@@ -2,9 +2,12 @@
 
 Flow, one direction only:
     stack config -> ReleaseVersion -> UpstreamImage -> ImageBuild (Packer + Ansible, seal check)
-    -> ImageFormats (RAW, QCOW2, VHD, VMDK, OVA) -> ImageRelease (registry) -> output `images`
+    -> ImageFormats (RAW, QCOW2, VHD, VMDK, OVA) -> ImageRelease (registry)
+    -> AwsImage / AzureImage (import of the same RAW / VHD, cloud targets) -> output `images`
+A cloud stack in `native` mode builds with Packer's amazon-ebs / azure-arm source instead.
 """
 
+import datetime as dt
 import os
 from pathlib import Path
 
@@ -17,18 +20,17 @@ from components.image_release import ImageRelease
 from components.release_version import ReleaseVersion
 from components.upstream_image import UpstreamImage
 from imagefactory import registry, sources, versions
+from imagefactory.cloud import is_release_candidate
 from imagefactory.errors import FactoryError
 
 ROOT = Path(__file__).resolve().parent
 settings = config.load()
-if settings.target != "local":
-    raise pulumi.RunError(
-        f"imagefactory:target {settings.target!r} is not available in this release; accepted values: local"
-    )
-
 registry_dir = (ROOT / settings.registry_dir).resolve()
 work_dir = (ROOT / settings.work_dir).resolve()
 cache_dir = Path(os.environ.get("IMAGEFACTORY_CACHE", Path.home() / ".cache" / "imagefactory")).resolve()
+native = (settings.target == "aws" and settings.aws.mode == "native") or (
+    settings.target == "azure" and settings.azure.mode == "native"
+)
 
 try:
     planned = versions.plan(ROOT, settings.releases, settings.build_working_tree, settings.tag_prefix)
@@ -38,19 +40,43 @@ try:
 except FactoryError as exc:
     raise pulumi.RunError(str(exc)) from None
 
-upstream = UpstreamImage(
-    "upstream",
-    {
-        "url": settings.upstream_url,
-        "checksum": settings.upstream_checksum,
-        "fallback": settings.upstream_fallback,
-        "cache_dir": str(cache_dir),
-    },
-)
 
-images: dict[str, pulumi.Output] = {}
-for version in planned:
-    source = ReleaseVersion(version.name, {"version": version, "sources_dir": str(work_dir / "sources")})
+def build_time(version: versions.Version) -> str:
+    return dt.datetime.fromtimestamp(version.commit_time, dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def native_build(version: versions.Version, source: ReleaseVersion) -> pulumi.Output:
+    from components.cloud_build import NativeImageBuild
+
+    build = NativeImageBuild(
+        version.name,
+        {
+            "target": settings.target,
+            "version": version.name,
+            "is_release": version.is_release,
+            "commit": version.commit,
+            "build_epoch": version.commit_time,
+            "build_time": build_time(version),
+            "source_dir": source.source_dir,
+            "work_dir": str(work_dir),
+            "image_name": settings.image_name,
+            "aws": settings.aws,
+            "azure": settings.azure,
+        },
+    )
+    key = "aws" if settings.target == "aws" else "azure"
+    return pulumi.Output.all(build.result, build.upstream).apply(
+        lambda r: {
+            "version": version.name,
+            "commit": version.commit,
+            "build_time": build_time(version),
+            "upstream": {"source": r[1]},
+            key: r[0].get("amis", r[0]),
+        }
+    )
+
+
+def local_build(version: versions.Version, source: ReleaseVersion, upstream: UpstreamImage) -> pulumi.Output:
     build = ImageBuild(
         version.name,
         {
@@ -96,8 +122,78 @@ for version in planned:
             "registry_dir": str(registry_dir),
         },
     )
-    images[version.name] = release.entry
+    entry = release.entry
+    published = pulumi.ResourceOptions(depends_on=[release])
+    if settings.target == "aws":
+        from components.aws_image import AwsImage
+
+        ami = AwsImage(
+            version.name,
+            {
+                "version": version.name,
+                "is_release": version.is_release,
+                "commit": version.commit,
+                "upstream": upstream.sha256,
+                "raw_path": entry.apply(lambda e: e["formats"]["raw"]["path"]),
+                "raw_sha256": build.raw_sha256,
+                "build_time": build.build_time,
+                "image_name": settings.image_name,
+                "settings": settings.aws,
+            },
+            published,
+        )
+        entry = pulumi.Output.all(entry, ami.amis).apply(lambda v: {**v[0], "aws": v[1]})
+    elif settings.target == "azure":
+        from components.azure_image import AzureImage
+
+        gallery = AzureImage(
+            version.name,
+            {
+                "version": version.name,
+                "is_release": version.is_release,
+                "commit": version.commit,
+                "upstream": upstream.sha256,
+                "vhd_path": entry.apply(lambda e: e["formats"]["vhd"]["path"]),
+                "build_time": build.build_time,
+                "image_name": settings.image_name,
+                "settings": settings.azure,
+                "release_candidate": version.is_release and is_release_candidate(version.name, settings.tag_prefix),
+            },
+            published,
+        )
+        entry = pulumi.Output.all(entry, gallery.gallery_image_version_id).apply(
+            lambda v: {**v[0], "azure": {"gallery_image_version_id": v[1]}}
+        )
+    return entry
+
+
+if settings.target == "azure" and any(not v.is_release for v in planned):
+    dev = ", ".join(v.name for v in planned if not v.is_release)
+    raise pulumi.RunError(
+        f"the azure target publishes gallery versions X.Y.Z from release tags only; {dev} is a "
+        "development version: set imagefactory:buildWorkingTree to false"
+    )
+if settings.target == "azure" and "vhd" not in settings.formats and not native:
+    raise pulumi.RunError("the azure target imports the fixed VHD: add vhd to imagefactory:formats")
+
+upstream = None
+if not native:
+    upstream = UpstreamImage(
+        "upstream",
+        {
+            "url": settings.upstream_url,
+            "checksum": settings.upstream_checksum,
+            "fallback": settings.upstream_fallback,
+            "cache_dir": str(cache_dir),
+        },
+    )
+
+images: dict[str, pulumi.Output] = {}
+for version in planned:
+    source = ReleaseVersion(version.name, {"version": version, "sources_dir": str(work_dir / "sources")})
+    images[version.name] = native_build(version, source) if upstream is None else local_build(version, source, upstream)
 
 pulumi.export("images", images)
-pulumi.export("upstream", {"source": upstream.source, "sha256": upstream.sha256, "via": upstream.via})
-pulumi.export("registry", str(registry_dir))
+if upstream is not None:
+    pulumi.export("upstream", {"source": upstream.source, "sha256": upstream.sha256, "via": upstream.via})
+    pulumi.export("registry", str(registry_dir))

@@ -7,7 +7,7 @@ import pulumi
 from imagefactory.errors import FactoryError
 from imagefactory.settings import Settings, validate
 
-_KEYS_OBJECT = ("releases", "formats")
+_KEYS_OBJECT = ("releases", "formats", "aws", "azure")
 _KEYS_BOOL = ("buildWorkingTree",)
 _KEYS_INT = ("diskSizeMiB", "buildTimeoutMinutes")
 _KEYS_STR = (

@@ -11,6 +11,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from imagefactory.cloud import aws_settings, azure_settings
 from imagefactory.errors import FactoryError
 from imagefactory.versions import DEFAULT_TAG_PREFIX, parse_release_tag
 
@@ -37,6 +38,10 @@ class Settings:
     accelerator: str = "auto"
     build_timeout_minutes: int = 60
     image_name: str = "debian-12"
+    aws: Any = None
+    """cloud.AwsSettings when target is aws."""
+    azure: Any = None
+    """cloud.AzureSettings when target is azure."""
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -99,7 +104,15 @@ def validate(raw: dict[str, Any]) -> Settings:
         accelerator=_one_of("accelerator", get("accelerator", "auto"), ACCELERATORS),
         build_timeout_minutes=_int_in("buildTimeoutMinutes", get("buildTimeoutMinutes", 60), 5, 24 * 60),
         image_name=_image_name(get("imageName", defaults.image_name)),
+        aws=aws_settings(_object("aws", get("aws", {}))) if target == "aws" else None,
+        azure=azure_settings(_object("azure", get("azure", {}))) if target == "azure" else None,
     )
+
+
+def _object(key: str, value: Any) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise FactoryError(f"imagefactory:{key} must be an object of settings (see README)")
+    return value
 
 
 def _image_name(value: Any) -> str:

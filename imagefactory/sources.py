@@ -42,8 +42,12 @@ def export_commit(repo: Path, commit: str, dest: Path) -> Path:
     tmp = dest.with_name(f".{dest.name}.partial")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    with tarfile.open(fileobj=io.BytesIO(result.stdout)) as tar:
-        tar.extractall(tmp, filter="data")
+    try:
+        with tarfile.open(fileobj=io.BytesIO(result.stdout)) as tar:
+            tar.extractall(tmp, filter="data")
+    except tarfile.TarError as exc:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise FactoryError(f"the tree of {commit[:12]} cannot be exported safely: {exc}") from exc
     (tmp / ".source-commit").write_text(commit + "\n")
     shutil.rmtree(dest, ignore_errors=True)
     tmp.replace(dest)

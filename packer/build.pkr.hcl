@@ -1,9 +1,9 @@
 build {
-  sources = ["source.qemu.local"]
+  sources = ["source.qemu.local", "source.amazon-ebs.aws", "source.azure-arm.azure"]
 
   provisioner "ansible" {
     playbook_file = "${path.root}/../ansible/site.yml"
-    user          = var.build_user
+    user          = build.User
     use_proxy     = false
     extra_arguments = [
       "--extra-vars", "@${var.ansible_extra_vars_file}",
@@ -13,5 +13,30 @@ build {
       "ANSIBLE_CONFIG=${path.root}/../ansible/ansible.cfg",
       "ANSIBLE_HOST_KEY_CHECKING=False",
     ]
+  }
+
+  # On AWS the final seal step runs here; it powers the instance off, and Packer then
+  # snapshots the stopped instance. (The local build runs it as its shutdown_command.)
+  provisioner "shell" {
+    only              = ["amazon-ebs.aws"]
+    inline            = ["sudo /usr/local/sbin/image-seal-final"]
+    expect_disconnect = true
+  }
+
+  # On Azure the agent deprovisions the VM (and the build user) as the very last step.
+  provisioner "shell" {
+    only            = ["azure-arm.azure"]
+    execute_command = "chmod +x {{ .Path }}; {{ .Vars }} sudo -E sh '{{ .Path }}'"
+    inline = [
+      "/usr/local/sbin/image-seal-final --in-place",
+      "/usr/sbin/waagent -force -deprovision+user",
+      "export HISTSIZE=0",
+      "sync",
+    ]
+  }
+
+  post-processor "manifest" {
+    output     = "${var.output_directory}-manifest.json"
+    strip_path = true
   }
 }

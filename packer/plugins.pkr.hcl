@@ -10,5 +10,13 @@ packer {
       version = "= 1.0.3"
       source  = "github.com/hashicorp/ansible"
     }
+    amazon = {
+      version = "= 1.8.2"
+      source  = "github.com/hashicorp/amazon"
+    }
+    azure = {
+      version = "= 1.4.5"
+      source  = "github.com/hashicorp/azure"
+    }
   }
 }

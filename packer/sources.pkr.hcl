@@ -40,3 +40,57 @@ source "qemu" "local" {
   shutdown_command = "sudo /usr/local/sbin/image-seal-final"
   shutdown_timeout = "10m"
 }
+
+# Native AWS build: an owner-pinned Debian AMI, the same Ansible roles, tags on the AMI and
+# its snapshots. The image is never replaced in place (force_deregister stays false).
+source "amazon-ebs" "aws" {
+  region        = var.aws_region
+  instance_type = var.aws_instance_type
+  source_ami_filter {
+    filters = {
+      name                = var.aws_source_ami_name
+      architecture        = "x86_64"
+      virtualization-type = "hvm"
+      root-device-type    = "ebs"
+    }
+    owners      = [var.aws_source_ami_owner]
+    most_recent = true
+  }
+  ssh_username      = "admin"
+  ami_name          = "${var.image_name}-${var.image_version}"
+  ami_regions       = var.aws_copy_regions
+  deprecate_at      = var.aws_deprecate_at
+  imds_support      = "v2.0"
+  ena_support       = true
+  tags              = local.image_tags
+  snapshot_tags     = local.image_tags
+  run_tags          = { ManagedBy = "imagefactory", Purpose = "image build" }
+  ssh_interface     = "public_ip"
+  shutdown_behavior = "stop"
+}
+
+# Native Azure build: a pinned marketplace image, the same Ansible roles, then waagent
+# deprovisioning; the result goes straight into the Compute Gallery.
+source "azure-arm" "azure" {
+  subscription_id                   = var.azure_subscription_id
+  use_azure_cli_auth                = false
+  location                          = var.azure_location
+  vm_size                           = "Standard_B2s"
+  os_type                           = "Linux"
+  image_publisher                   = var.azure_marketplace.publisher
+  image_offer                       = var.azure_marketplace.offer
+  image_sku                         = var.azure_marketplace.sku
+  image_version                     = var.azure_marketplace.version
+  managed_image_resource_group_name = var.azure_resource_group
+  managed_image_name                = "${var.image_name}-${var.image_version}"
+  azure_tags                        = local.image_tags
+  shared_image_gallery_destination {
+    subscription         = var.azure_subscription_id
+    resource_group       = var.azure_resource_group
+    gallery_name         = var.azure_gallery
+    image_name           = var.azure_image_definition
+    image_version        = var.azure_gallery_version
+    replication_regions  = var.azure_replication_regions
+    storage_account_type = "Standard_LRS"
+  }
+}

@@ -19,13 +19,15 @@ variable "image_commit" {
 variable "upstream_path" {
   type        = string
   description = "Path of the verified upstream cloud image (qcow2 or raw) the build starts from."
+  default     = ""
 }
 
 variable "upstream_checksum" {
   type        = string
   description = "Digest of the upstream image as sha256:<hex>; Packer checks it again before boot."
+  default     = ""
   validation {
-    condition     = can(regex("^sha256:[0-9a-f]{64}$", var.upstream_checksum))
+    condition     = var.upstream_checksum == "" || can(regex("^sha256:[0-9a-f]{64}$", var.upstream_checksum))
     error_message = "The upstream_checksum must be sha256:<64 hex digits>."
   }
 }
@@ -33,6 +35,7 @@ variable "upstream_checksum" {
 variable "output_directory" {
   type        = string
   description = "Empty build folder that receives the sealed RAW disk (disk.raw)."
+  default     = ""
 }
 
 variable "disk_size_mib" {
@@ -64,17 +67,20 @@ variable "build_user" {
 variable "ssh_private_key_file" {
   type        = string
   description = "Ephemeral private key made for this build only, kept in memory-backed storage and deleted after."
+  default     = ""
   sensitive   = true
 }
 
 variable "ssh_public_key" {
   type        = string
   description = "Public half of the ephemeral key, given to cloud-init through the NoCloud seed."
+  default     = ""
 }
 
 variable "ansible_extra_vars_file" {
   type        = string
   description = "JSON file of build facts (version, commit, upstream digest, build time) for the playbook."
+  default     = ""
 }
 
 variable "ovmf_code" {
@@ -92,10 +98,123 @@ variable "ovmf_vars" {
 variable "serial_log" {
   type        = string
   description = "File that receives the guest's serial console, for diagnosing a build that does not come up."
+  default     = ""
 }
 
 variable "build_timeout" {
   type        = string
   description = "Longest time Packer waits for SSH to come up."
   default     = "30m"
+}
+
+# --- Cloud sources (amazon-ebs, azure-arm). Unused by the local build; defaults keep
+# `packer validate` of the local source free of cloud settings.
+
+variable "aws_region" {
+  type        = string
+  description = "Region the amazon-ebs build runs in."
+  default     = "us-east-1"
+}
+
+variable "aws_copy_regions" {
+  type        = list(string)
+  description = "Other regions the AMI is copied to."
+  default     = []
+}
+
+variable "aws_source_ami_owner" {
+  type        = string
+  description = "Account that must own the source AMI (the Debian cloud team's by default); never empty."
+  default     = "136693071363"
+  validation {
+    condition     = can(regex("^([0-9]{12}|amazon|aws-marketplace)$", var.aws_source_ami_owner))
+    error_message = "The aws_source_ami_owner must be a 12-digit account id, amazon or aws-marketplace."
+  }
+}
+
+variable "aws_source_ami_name" {
+  type        = string
+  description = "Name filter of the source AMI."
+  default     = "debian-12-amd64-*"
+}
+
+variable "aws_instance_type" {
+  type        = string
+  description = "Instance type of the build instance."
+  default     = "t3.small"
+}
+
+variable "aws_deprecate_at" {
+  type        = string
+  description = "RFC 3339 time at which the AMI is deprecated (from imagefactory:aws.deprecateAfterDays)."
+  default     = ""
+}
+
+variable "image_name" {
+  type        = string
+  description = "Base name of the image (AMI name, gallery image)."
+  default     = "debian-12"
+}
+
+variable "upstream_digest" {
+  type        = string
+  description = "Source AMI id or marketplace URN, recorded in the image's tags."
+  default     = ""
+}
+
+variable "azure_subscription_id" {
+  type        = string
+  description = "Subscription of the build and the gallery; credentials come from the environment (ARM_*)."
+  default     = ""
+}
+
+variable "azure_resource_group" {
+  type        = string
+  description = "Resource group of the Compute Gallery."
+  default     = ""
+}
+
+variable "azure_location" {
+  type        = string
+  description = "Region the azure-arm build VM runs in."
+  default     = "westeurope"
+}
+
+variable "azure_gallery" {
+  type        = string
+  description = "Compute Gallery that receives the image version."
+  default     = "imagefactory"
+}
+
+variable "azure_image_definition" {
+  type        = string
+  description = "Gallery image definition (Linux, generation V2, x64)."
+  default     = "debian-12"
+}
+
+variable "azure_gallery_version" {
+  type        = string
+  description = "Gallery image version X.Y.Z, derived from release-X.Y.Z."
+  default     = "0.0.0"
+  validation {
+    condition     = can(regex("^[0-9]+\\.[0-9]+\\.[0-9]+$", var.azure_gallery_version))
+    error_message = "The azure_gallery_version must be X.Y.Z."
+  }
+}
+
+variable "azure_replication_regions" {
+  type        = list(string)
+  description = "Regions the gallery version is replicated to."
+  default     = []
+}
+
+variable "azure_marketplace" {
+  type        = map(string)
+  description = "Marketplace source image: publisher, offer, sku and a pinned version."
+  default = {
+    publisher = "Debian"
+    offer     = "debian-12"
+    sku       = "12-gen2"
+    version   = "0.20250101.0"
+  }
 }

@@ -47,7 +47,7 @@ def init_git(repo: Path, tag: str | None = None) -> str:
 def pulumi_env(project: Path) -> dict[str, str]:
     env = dict(os.environ)
     env["PULUMI_BACKEND_URL"] = f"file://{project / '.state' / 'pulumi'}"
-    env["PULUMI_CONFIG_PASSPHRASE"] = "integration-test-only"  # noqa: S105 - a throwaway stack in a temp dir
+    env["PULUMI_CONFIG_PASSPHRASE"] = "integration-test-only"
     env.pop("PULUMI_CONFIG_PASSPHRASE_FILE", None)
     env["PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION"] = "true"
     env["PULUMI_SKIP_UPDATE_CHECK"] = "true"

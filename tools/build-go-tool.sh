@@ -17,7 +17,15 @@ cd "$work"
 go mod init wrapper >/dev/null 2>&1
 for r in "${replaces[@]}"; do printf 'replace %s\n' "$r" >>go.mod; done
 export GOFLAGS=-mod=mod
-go get "${requires[@]}"
+# Go's download chatter goes to a log; it is shown only when a step fails.
+log="$work/build.log"
+if ! go get "${requires[@]}" >"$log" 2>&1; then
+  cat "$log" >&2
+  exit 1
+fi
 mkdir -p "$(dirname "$out")"
-CGO_ENABLED=0 go build -trimpath -ldflags "$ldflags" -o "$out.tmp.$$" "$pkg"
+if ! CGO_ENABLED=0 go build -trimpath -ldflags "$ldflags" -o "$out.tmp.$$" "$pkg" >>"$log" 2>&1; then
+  cat "$log" >&2
+  exit 1
+fi
 mv -f "$out.tmp.$$" "$out"

@@ -149,7 +149,8 @@ install_packer() {
       "github.com/hashicorp/packer@v$PACKER_VERSION" -- "$cty"
   fi
   local name ver bin
-  for spec in "qemu:$PACKER_QEMU_VERSION" "ansible:$PACKER_ANSIBLE_VERSION"; do
+  for spec in "qemu:$PACKER_QEMU_VERSION" "ansible:$PACKER_ANSIBLE_VERSION" \
+    "amazon:$PACKER_AMAZON_VERSION" "azure:$PACKER_AZURE_VERSION"; do
     name=${spec%%:*}
     ver=${spec#*:}
     bin="$IMAGEFACTORY_TOOLS/packer-plugin-$name-$ver/packer-plugin-$name"

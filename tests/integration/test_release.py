@@ -99,9 +99,11 @@ def test_changing_one_ansible_task_rebuilds(released: Project) -> None:
         preview = json.loads(released.pulumi("preview", "--json").stdout)
     finally:
         task.write_text(original)
-    ops = {step["urn"].split("::")[-1]: step["op"] for step in preview["steps"]}
-    assert ops[f"{version}-packer"] == "replace", ops
-    assert ops["upstream-resolve"] == "same", "the upstream is not fetched again"
+    ops: dict[str, set[str]] = {}
+    for step in preview["steps"]:
+        ops.setdefault(step["urn"].split("::")[-1], set()).add(step["op"])
+    assert "replace" in ops[f"{version}-packer"], ops
+    assert ops.get("upstream-resolve", {"same"}) == {"same"}, "the upstream is not fetched again"
 
 
 def test_a_corrupted_copy_of_a_release_fails_its_checksums(released: Project, tmp_path: Path) -> None:

@@ -69,7 +69,8 @@ def test_publishing_a_second_release_leaves_the_first_untouched(two_releases: Pr
     project.pulumi("config", "set", "--path", "imagefactory:releases[1]", "release-0.2.0")
     preview = json.loads(project.pulumi("preview", "--json").stdout)
     ops = {step["urn"].split("::")[-1]: step["op"] for step in preview["steps"]}
-    assert {op for name, op in ops.items() if name.startswith("release-0.1.0")} == {"same"}, ops
+    # `pulumi preview --json` lists unchanged resources only in its summary.
+    assert {op for name, op in ops.items() if name.startswith("release-0.1.0")} <= {"same"}, ops
     assert ops["release-0.2.0-packer"] == "create"
     project.pulumi("up", "--yes", "--skip-preview")
     images = project.outputs()["images"]

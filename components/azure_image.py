@@ -1,0 +1,121 @@
+"""AzureImage: the release as a Compute Gallery image version, from the same fixed VHD.
+
+Page blob (the fixed VHD, 1 MiB aligned) -> gallery image definition (Linux, V2/UEFI, x64) ->
+gallery image version `X.Y.Z` (from release-X.Y.Z), replicated to the configured regions,
+with an end-of-life date, and excluded from `latest` for release candidates.
+"""
+
+from __future__ import annotations
+
+from typing import TypedDict
+
+import pulumi
+from pulumi_azure_native import authorization, compute, storage
+
+from components._command import json_stdout, python_step
+from imagefactory.cloud import AzureSettings, end_of_life_date, gallery_version_name, image_tags
+
+
+class AzureImageArgs(TypedDict):
+    version: str
+    is_release: bool
+    commit: str
+    upstream: pulumi.Input[str]
+    vhd_path: pulumi.Input[str]
+    """The fixed VHD of the local release."""
+    vhd_sha256: pulumi.Input[str]
+    """Its published digest; the upload is verified against it."""
+    build_time: pulumi.Input[str]
+    image_name: str
+    settings: AzureSettings
+    release_candidate: bool
+    """Release candidates are published but excluded from `latest`."""
+
+
+class AzureImage(pulumi.ComponentResource):
+    """Publishes one version to a Compute Gallery; `gallery_image_version_id` is what VMs launch."""
+
+    gallery_image_version_id: pulumi.Output[str]
+
+    def __init__(self, name: str, args: AzureImageArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("imagefactory:azure:AzureImage", name, None, opts)
+        settings = args["settings"]
+        released = args["is_release"]
+        child = pulumi.ResourceOptions(parent=self)
+        keep = pulumi.ResourceOptions(parent=self, protect=released, retain_on_delete=released)
+        tags = pulumi.Output.from_input(args["upstream"]).apply(
+            lambda upstream: image_tags(args["version"], args["commit"], upstream, args["image_name"])
+        )
+        container = storage.BlobContainer(
+            f"{name}-container",
+            account_name=settings.storage_account,
+            resource_group_name=settings.resource_group,
+            container_name="imagefactory",
+            opts=child,
+        )
+        # azure-native's Blob resource makes block blobs only; an image import needs a page blob.
+        upload = python_step(
+            f"{name}-vhd",
+            "azure_upload",
+            {
+                "VHD_PATH": args["vhd_path"],
+                "VHD_SHA256": args["vhd_sha256"],
+                "STORAGE_ACCOUNT": settings.storage_account,
+                "CONTAINER": container.name,
+                "BLOB_NAME": f"{args['image_name']}-{args['version']}.vhd",
+            },
+            triggers=[args["version"], args["vhd_sha256"]],
+            opts=child,
+        )
+        blob_url = json_stdout(upload).apply(lambda r: r["url"])
+        gallery = compute.Gallery(
+            f"{name}-gallery",
+            gallery_name=settings.gallery,
+            resource_group_name=settings.resource_group,
+            location=settings.location,
+            opts=child,
+        )
+        definition = compute.GalleryImage(
+            f"{name}-definition",
+            gallery_name=gallery.name,
+            gallery_image_name=settings.image_definition,
+            resource_group_name=settings.resource_group,
+            location=settings.location,
+            os_type=compute.OperatingSystemTypes.LINUX,
+            os_state=compute.OperatingSystemStateTypes.GENERALIZED,
+            hyper_v_generation=compute.HyperVGeneration.V2,
+            architecture=compute.Architecture.X64,
+            identifier={"publisher": settings.publisher, "offer": settings.offer, "sku": settings.sku},
+            opts=child,
+        )
+        subscription = authorization.get_client_config_output(opts=pulumi.InvokeOptions(parent=self)).subscription_id
+        storage_account_id = pulumi.Output.concat(
+            "/subscriptions/",
+            subscription,
+            "/resourceGroups/",
+            settings.resource_group,
+            "/providers/Microsoft.Storage/storageAccounts/",
+            settings.storage_account,
+        )
+        image_version = compute.GalleryImageVersion(
+            f"{name}-version",
+            gallery_name=gallery.name,
+            gallery_image_name=definition.name,
+            gallery_image_version_name=gallery_version_name(args["version"]),
+            resource_group_name=settings.resource_group,
+            location=settings.location,
+            publishing_profile={
+                "target_regions": [
+                    {"name": region, "regional_replica_count": replicas} for region, replicas in settings.target_regions
+                ],
+                "end_of_life_date": pulumi.Output.from_input(args["build_time"]).apply(
+                    lambda built: end_of_life_date(built, settings.end_of_life_days)
+                ),
+                "exclude_from_latest": args["release_candidate"],
+            },
+            storage_profile={"os_disk_image": {"source": {"storage_account_id": storage_account_id, "uri": blob_url}}},
+            tags=tags,
+            opts=keep,
+        )
+        self.gallery_image_version_id = image_version.id
+        self.register_outputs({"gallery_image_version_id": self.gallery_image_version_id})

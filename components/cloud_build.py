@@ -1,0 +1,106 @@
+"""NativeImageBuild: build a version in the cloud with Packer's amazon-ebs or azure-arm source.
+
+The same Ansible roles run as in the local build. AWS builds start from an AMI whose owner is
+pinned (UpstreamImage's rule: a filter without an owner is refused); Azure builds start from a
+marketplace image whose version is pinned. Credentials reach Packer only through the provider's
+usual environment (AWS_* / ARM_*), never through arguments or state.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import TypedDict
+
+import pulumi
+
+from components._command import json_stdout, python_step
+from imagefactory.cloud import AwsSettings, AzureSettings, deprecation_time, gallery_version_name, require_owner
+
+
+class NativeImageBuildArgs(TypedDict, total=False):
+    target: str
+    """aws or azure."""
+    version: str
+    is_release: bool
+    """Released builds are protected and retained."""
+    commit: str
+    build_epoch: int
+    build_time: str
+    source_dir: pulumi.Input[str]
+    work_dir: str
+    image_name: str
+    aws: AwsSettings
+    azure: AzureSettings
+
+
+class NativeImageBuild(pulumi.ComponentResource):
+    """`amis` (aws: region -> AMI id) or `gallery_image_version_id` (azure), and the `upstream` used."""
+
+    upstream: pulumi.Output[str]
+    result: pulumi.Output[dict]
+
+    def __init__(self, name: str, args: NativeImageBuildArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("imagefactory:cloud:NativeImageBuild", name, None, opts)
+        target = args["target"]
+        if target == "aws":
+            import pulumi_aws as aws
+
+            settings = args["aws"]
+            owner = require_owner(settings.source_ami_owner)
+            source = aws.ec2.get_ami_output(
+                owners=[owner],
+                most_recent=True,
+                filters=[
+                    {"name": "name", "values": [settings.source_ami_name]},
+                    {"name": "architecture", "values": ["x86_64"]},
+                    {"name": "virtualization-type", "values": ["hvm"]},
+                ],
+                region=settings.region,
+                opts=pulumi.InvokeOptions(parent=self),
+            )
+            self.upstream = source.id
+            variables: dict[str, object] = {
+                "aws_region": settings.region,
+                "aws_copy_regions": list(settings.copy_regions),
+                "aws_source_ami_owner": owner,
+                "aws_source_ami_name": settings.source_ami_name,
+                "aws_instance_type": settings.instance_type,
+                "aws_deprecate_at": deprecation_time(args["build_time"], settings.deprecate_after_days),
+                "image_name": args["image_name"],
+            }
+        else:
+            settings_az = args["azure"]
+            market = settings_az.marketplace
+            self.upstream = pulumi.Output.from_input(
+                f"{market['publisher']}:{market['offer']}:{market['sku']}:{market['version']}"
+            )
+            variables = {
+                "azure_resource_group": settings_az.resource_group,
+                "azure_location": settings_az.location,
+                "azure_gallery": settings_az.gallery,
+                "azure_image_definition": settings_az.image_definition,
+                "azure_gallery_version": gallery_version_name(args["version"]),
+                "azure_replication_regions": [region for region, _ in settings_az.target_regions],
+                "azure_marketplace": market,
+                "image_name": args["image_name"],
+            }
+        build = python_step(
+            f"{name}-{target}-packer",
+            'build_cloud --target "$TARGET" --version "$IMAGE_VERSION" --commit "$IMAGE_COMMIT" '
+            '--source-dir "$SOURCE_DIR" --work-dir "$WORK_DIR" --build-epoch "$BUILD_EPOCH" '
+            '--upstream "$UPSTREAM" --variables "$PACKER_VARIABLES"',
+            {
+                "TARGET": target,
+                "IMAGE_VERSION": args["version"],
+                "IMAGE_COMMIT": args["commit"],
+                "SOURCE_DIR": args["source_dir"],
+                "WORK_DIR": args["work_dir"],
+                "BUILD_EPOCH": str(args["build_epoch"]),
+                "UPSTREAM": self.upstream,
+                "PACKER_VARIABLES": json.dumps(variables, sort_keys=True),
+            },
+            triggers=[args["version"], args["commit"], self.upstream, json.dumps(variables, sort_keys=True)],
+            opts=pulumi.ResourceOptions(parent=self, protect=args["is_release"], retain_on_delete=args["is_release"]),
+        )
+        self.result = json_stdout(build)
+        self.register_outputs({"upstream": self.upstream, "result": self.result})

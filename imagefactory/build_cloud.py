@@ -1,0 +1,105 @@
+"""Run a native cloud build: Packer's amazon-ebs or azure-arm source with the same roles.
+
+    python -m imagefactory.build_cloud --target aws|azure --version V --commit C --source-dir D \
+        --work-dir W --build-epoch E --upstream U --variables JSON
+
+Credentials come from the usual environment (AWS_* / ARM_*), never from arguments. Prints
+one JSON line: for aws {"amis": {region: ami-id}}, for azure {"managed_image_id": …}.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+from imagefactory.build import run_packer
+from imagefactory.errors import FactoryError
+
+SOURCES = {"aws": "amazon-ebs.aws", "azure": "azure-arm.azure"}
+BUILD_USERS = {"aws": "admin", "azure": "packer"}
+
+
+def parse_artifact(target: str, manifest: dict) -> dict[str, object]:
+    """Read Packer's manifest post-processor output for the last build of the source."""
+    builds = [b for b in manifest.get("builds", []) if b.get("name") in ("aws", "azure")]
+    if not builds:
+        raise FactoryError("Packer's manifest lists no cloud build")
+    artifact = builds[-1]["artifact_id"]
+    if target == "aws":
+        amis = {}
+        for pair in artifact.split(","):
+            region, _, ami = pair.partition(":")
+            if not ami.startswith("ami-"):
+                raise FactoryError(f"unexpected amazon-ebs artifact {pair!r}")
+            amis[region] = ami
+        return {"amis": amis}
+    return {"managed_image_id": artifact}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Run a native cloud build with Packer.")
+    parser.add_argument("--target", choices=sorted(SOURCES), required=True)
+    parser.add_argument("--version", required=True)
+    parser.add_argument("--commit", required=True)
+    parser.add_argument("--source-dir", type=Path, required=True)
+    parser.add_argument("--work-dir", type=Path, required=True)
+    parser.add_argument("--build-epoch", type=int, required=True)
+    parser.add_argument("--upstream", required=True)
+    parser.add_argument("--variables", required=True, help="JSON object of Packer variables for the source")
+    args = parser.parse_args(argv)
+    try:
+        logs = args.work_dir / "logs"
+        logs.mkdir(parents=True, exist_ok=True)
+        stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
+        output = args.work_dir / args.version / f"{args.target}-{stamp}"
+        with tempfile.TemporaryDirectory(prefix="imagefactory-cloud-") as tmp:
+            extra = Path(tmp) / "build-vars.json"
+            extra.write_text(
+                json.dumps(
+                    {
+                        "image_version": args.version,
+                        "image_commit": args.commit,
+                        "upstream_digest": args.upstream,
+                        "upstream_source": args.upstream,
+                        "seal_build_user": BUILD_USERS[args.target],
+                        "build_time": dt.datetime.fromtimestamp(args.build_epoch, dt.UTC).strftime(
+                            "%Y-%m-%dT%H:%M:%SZ"
+                        ),
+                    }
+                )
+            )
+            variables = {
+                "image_version": args.version,
+                "image_commit": args.commit,
+                "upstream_digest": args.upstream,
+                "ansible_extra_vars_file": str(extra),
+                "output_directory": str(output),
+                **json.loads(args.variables),
+            }
+            env = dict(os.environ)
+            for name, value in variables.items():
+                env[f"PKR_VAR_{name}"] = value if isinstance(value, str) else json.dumps(value)
+            code = run_packer(
+                ["packer", "build", "-color=false", f"-only={SOURCES[args.target]}", "."],
+                logs / f"{args.version}-{args.target}-{stamp}.log",
+                args.source_dir / "packer",
+                env,
+            )
+        if code != 0:
+            raise FactoryError(f"packer build ({SOURCES[args.target]}) of {args.version} failed (exit code {code})")
+        manifest = json.loads(Path(f"{output}-manifest.json").read_text())
+        result = parse_artifact(args.target, manifest)
+    except FactoryError as exc:
+        print(f"build: {exc}", file=sys.stderr)
+        return 1
+    print(json.dumps(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
