@@ -97,6 +97,7 @@ def build(opts: argparse.Namespace) -> dict[str, object]:
                     "upstream_source": opts.upstream_source,
                     "build_time": build_time,
                     "seal_build_user": BUILD_USER,
+                    "source_date_epoch": str(opts.build_epoch),
                 }
             )
         )

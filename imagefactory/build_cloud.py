@@ -67,6 +67,7 @@ def main(argv: list[str] | None = None) -> int:
                         "upstream_digest": args.upstream,
                         "upstream_source": args.upstream,
                         "seal_build_user": BUILD_USERS[args.target],
+                        "source_date_epoch": str(args.build_epoch),
                         "build_time": dt.datetime.fromtimestamp(args.build_epoch, dt.UTC).strftime(
                             "%Y-%m-%dT%H:%M:%SZ"
                         ),

@@ -24,7 +24,7 @@ source "qemu" "local" {
 
   cd_label = "cidata"
   cd_content = {
-    "meta-data" = "instance-id: imagefactory-build\nlocal-hostname: imagefactory-build\n"
+    "meta-data" = "instance-id: imagefactory-build\nlocal-hostname: localhost\n"
     "user-data" = templatefile("${path.root}/seed/user-data.pkrtpl", {
       build_user     = var.build_user
       ssh_public_key = var.ssh_public_key
