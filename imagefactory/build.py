@@ -121,7 +121,12 @@ def build(opts: argparse.Namespace) -> dict[str, object]:
         env["CHECKPOINT_DISABLE"] = "1"
         env["PACKER_NO_COLOR"] = "1"
         print(f"build: packer build of {version} ({accelerator}); log: {log}", file=sys.stderr)
-        code = run_packer(["packer", "build", "-color=false", "-on-error=cleanup", "."], log, source / "packer", env)
+        code = run_packer(
+            ["packer", "build", "-color=false", "-on-error=cleanup", "-only=qemu.local", "."],
+            log,
+            source / "packer",
+            env,
+        )
     finally:
         shutil.rmtree(secrets, ignore_errors=True)
 
