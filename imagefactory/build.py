@@ -27,6 +27,7 @@ from pathlib import Path
 from imagefactory import accel
 from imagefactory.checksums import file_digest
 from imagefactory.errors import FactoryError
+from imagefactory.remaster import remaster
 from imagefactory.versions import validate_version_name
 
 BUILD_USER = "imagebuild"
@@ -137,6 +138,12 @@ def build(opts: argparse.Namespace) -> dict[str, object]:
         raise FactoryError(
             f"packer build of {version} failed (exit code {code}); no image was kept. Full log: {log}\n{tail}"
         )
+    print(f"build: re-mastering the root filesystem of {version} for a reproducible RAW", file=sys.stderr)
+    try:
+        remastered = remaster(raw, version, opts.build_epoch, output / "remaster")
+    except FactoryError:
+        shutil.rmtree(output, ignore_errors=True)
+        raise
     sha256 = file_digest(raw)
     result = {
         "version": version,
@@ -147,6 +154,7 @@ def build(opts: argparse.Namespace) -> dict[str, object]:
         "accelerator": accelerator,
         "log": str(log),
         "build_time": build_time,
+        "remaster": remastered,
     }
     (output / "build.json").write_text(json.dumps(result, indent=2) + "\n")
     return result

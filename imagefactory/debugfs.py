@@ -19,6 +19,7 @@ class Entry:
     name: str
     mode: int
     size: int
+    inode: int = 0
 
     @property
     def is_dir(self) -> bool:
@@ -60,7 +61,7 @@ class Filesystem:
             name = "/".join(parts[5:-2])
             if not name or parts[1] == "0":
                 continue
-            entries.append(Entry(name, int(parts[2], 8), int(parts[-2] or 0)))
+            entries.append(Entry(name, int(parts[2], 8), int(parts[-2] or 0), int(parts[1])))
         return entries
 
     def read(self, path: str) -> bytes | None:
@@ -87,6 +88,21 @@ class Filesystem:
             if entry.is_dir:
                 found.extend(self.walk(full))
         return found
+
+    def run_script(self, commands: list[str], env: dict[str, str] | None = None) -> str:
+        """Run many requests in one debugfs process (debugfs -f); returns its standard output."""
+        import tempfile
+
+        with tempfile.NamedTemporaryFile("w", suffix=".debugfs", delete=False) as script:
+            script.write("\n".join(commands) + "\n")
+        try:
+            args = ["debugfs"] + (["-w"] if self.writable else []) + ["-f", script.name, self.device]
+            result = subprocess.run(args, capture_output=True, check=False, env=env)
+        finally:
+            Path(script.name).unlink()
+        if result.returncode != 0:
+            raise FactoryError(f"debugfs script failed on {self.image.name}: {result.stderr.decode()[-500:]}")
+        return result.stdout.decode(errors="replace")
 
     def write(self, local: Path, path: str) -> None:
         """Copy a local file into the filesystem (used by tests to plant findings in a copy)."""

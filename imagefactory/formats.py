@@ -26,6 +26,7 @@ from pathlib import Path
 from imagefactory import ovf
 from imagefactory.checksums import file_digest, format_sums
 from imagefactory.errors import FactoryError
+from imagefactory.remaster import derived_uuid
 
 MIB = 1024 * 1024
 
@@ -61,7 +62,52 @@ def _tmp(path: Path) -> Path:
     return path.with_name(f".{path.name}.partial")
 
 
-def convert(raw: Path, fmt: str, dest: Path) -> Path:
+VHD_EPOCH = 946684800  # 2000-01-01T00:00:00Z, where VHD timestamps start
+
+
+def stamp_vhd(path: Path, version: str, epoch: int) -> None:
+    """Replace the random UUID and the wall-clock timestamp of a fixed VHD's footer with values
+    derived from the version and the commit time, and fix the footer checksum."""
+    with open(path, "r+b") as handle:
+        handle.seek(-512, os.SEEK_END)
+        footer = bytearray(handle.read(512))
+        if footer[:8] != b"conectix":
+            raise FactoryError(f"{path.name} has no VHD footer")
+        footer[24:28] = max(0, epoch - VHD_EPOCH).to_bytes(4, "big")
+        footer[68:84] = derived_uuid(version, "vhd").bytes
+        footer[64:68] = b"\0\0\0\0"
+        footer[64:68] = (~sum(footer) & 0xFFFFFFFF).to_bytes(4, "big")
+        handle.seek(-512, os.SEEK_END)
+        handle.write(footer)
+
+
+def stamp_vmdk(path: Path, final_name: str, version: str) -> None:
+    """Make the embedded descriptor deterministic: a CID derived from the version, and the
+    extent named after the published file (not the temporary name it was written under)."""
+    with open(path, "r+b") as handle:
+        header = handle.read(512)
+        if header[:4] != b"KDMV":
+            raise FactoryError(f"{path.name} is not a sparse VMDK")
+        offset = int.from_bytes(header[28:36], "little") * 512
+        size = int.from_bytes(header[36:44], "little") * 512
+        handle.seek(offset)
+        text = handle.read(size).split(b"\0", 1)[0].decode()
+        cid = derived_uuid(version, "vmdk-cid").hex[:8]
+        lines = []
+        for line in text.splitlines():
+            if line.startswith("CID="):
+                line = f"CID={cid}"
+            elif line.startswith("RW ") and '"' in line:
+                line = line[: line.index('"')] + f'"{final_name}"'
+            lines.append(line)
+        new = ("\n".join(lines) + "\n").encode()
+        if len(new) > size:
+            raise FactoryError(f"{path.name}: the descriptor does not fit its {size}-byte area")
+        handle.seek(offset)
+        handle.write(new + b"\0" * (size - len(new)))
+
+
+def convert(raw: Path, fmt: str, dest: Path, version: str = "", epoch: int = 0) -> Path:
     tmp = _tmp(dest)
     tmp.unlink(missing_ok=True)
     if fmt == "raw":
@@ -71,6 +117,10 @@ def convert(raw: Path, fmt: str, dest: Path) -> Path:
             _run(["cp", "--sparse=always", str(raw), str(tmp)])
     else:
         _run(["qemu-img", "convert", "-f", "raw", *FORMATS[fmt].convert_options, str(raw), str(tmp)])
+    if fmt == "vhd":
+        stamp_vhd(tmp, version, epoch)
+    elif fmt == "vmdk":
+        stamp_vmdk(tmp, dest.name, version)
     tmp.replace(dest)
     return dest
 
@@ -138,7 +188,10 @@ def produce(raw: Path, out: Path, name: str, version: str, formats: list[str], m
         disk_formats.append("vmdk")
     paths: dict[str, Path] = {}
     with ThreadPoolExecutor(max_workers=max(2, os.cpu_count() or 2)) as pool:
-        futures = {f: pool.submit(convert, raw, f, out / f"{base}.{FORMATS[f].extension}") for f in disk_formats}
+        futures = {
+            f: pool.submit(convert, raw, f, out / f"{base}.{FORMATS[f].extension}", version, mtime)
+            for f in disk_formats
+        }
         for fmt, future in futures.items():
             paths[fmt] = future.result()
         checks = {f: pool.submit(verify_file, raw, f, paths[f]) for f in disk_formats}

@@ -109,3 +109,34 @@ def test_the_command_writes_sums_and_manifest_and_refuses_a_changed_raw(
     for name, (_, digest) in sums.items():
         assert file_digest(folder / name) == digest
     assert json.loads((folder / "manifest.json").read_text())["commit"] == "a" * 40
+
+
+def test_the_same_raw_converts_to_identical_files_in_every_format(disk_factory: Factory, tmp_path: Path) -> None:
+    raw = disk_factory(SEALED_FILES)
+    fmts = ["raw", "qcow2", "vhd", "vmdk", "ova"]
+    first = formats.produce(raw, tmp_path / "a", "debian-12", "release-0.1.0", fmts, 1735689600)
+    second = formats.produce(raw, tmp_path / "b", "debian-12", "release-0.1.0", fmts, 1735689600)
+    assert {f: e["sha256"] for f, e in first.items()} == {f: e["sha256"] for f, e in second.items()}
+    other = formats.produce(raw, tmp_path / "c", "debian-12", "release-0.2.0", ["vhd"], 1735689600)
+    assert other["vhd"]["sha256"] != first["vhd"]["sha256"], "the VHD's identity follows the version"
+
+
+def test_the_vmdk_names_its_published_file_and_a_stable_cid(disk_factory: Factory, tmp_path: Path) -> None:
+    raw = disk_factory(SEALED_FILES)
+    result = formats.produce(raw, tmp_path / "o", "debian-12", "release-0.1.0", ["vmdk"], 0)
+    head = (tmp_path / "o" / result["vmdk"]["file"]).read_bytes()[:4096]
+    assert b'"debian-12-release-0.1.0.vmdk"' in head
+    assert b"partial" not in head
+    from imagefactory.remaster import derived_uuid
+
+    assert f"CID={derived_uuid('release-0.1.0', 'vmdk-cid').hex[:8]}".encode() in head
+
+
+def test_the_vhd_footer_carries_the_commit_time_and_a_valid_checksum(disk_factory: Factory, tmp_path: Path) -> None:
+    raw = disk_factory(SEALED_FILES)
+    result = formats.produce(raw, tmp_path / "o", "n", "release-0.1.0", ["vhd"], 1735689600)
+    footer = bytearray((tmp_path / "o" / result["vhd"]["file"]).read_bytes()[-512:])
+    assert int.from_bytes(footer[24:28], "big") == 1735689600 - formats.VHD_EPOCH
+    stored = int.from_bytes(footer[64:68], "big")
+    footer[64:68] = b"\0\0\0\0"
+    assert stored == ~sum(footer) & 0xFFFFFFFF

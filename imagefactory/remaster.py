@@ -1,0 +1,151 @@
+"""Re-master the sealed root filesystem offline, so the shipped RAW is a function of its files.
+
+A booted build VM leaves the history of its run in the filesystem: inode order, times,
+allocation, the journal. This step reads the sealed root filesystem's files (debugfs rdump, no
+mount) and writes a fresh ext4 with `mke2fs -d` where everything that is not a file's content
+or metadata is fixed: every time is clamped to SOURCE_DATE_EPOCH (the commit time), and the
+hash seed is derived from the version with uuid5. The filesystem UUID and label, the partition
+table and the EFI partition are kept, so the image boots exactly as before. Hard links are kept.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import uuid
+from pathlib import Path
+
+from imagefactory.debugfs import Filesystem
+from imagefactory.errors import FactoryError
+from imagefactory.gpt import Partition, root_partition
+
+NAMESPACE = uuid.UUID("8a3d0c57-9f2e-4c1b-a7e4-5b6c7d8e9f01")  # this project's uuid5 namespace
+
+
+def derived_uuid(version: str, purpose: str) -> uuid.UUID:
+    """A stable UUID for one purpose of one version (hash seed, VHD id, ...)."""
+    return uuid.uuid5(NAMESPACE, f"{version}/{purpose}")
+
+
+def _run(args: list[str], env: dict[str, str] | None = None) -> str:
+    result = subprocess.run(args, capture_output=True, text=True, env=env, check=False)
+    if result.returncode != 0:
+        raise FactoryError(f"{args[0]} failed: {(result.stderr or result.stdout).strip()[-800:]}")
+    return result.stdout
+
+
+def superblock(device: str) -> dict[str, str]:
+    """dumpe2fs -h as a dict of its fields."""
+    fields = {}
+    for line in _run(["dumpe2fs", "-h", device]).splitlines():
+        key, sep, value = line.partition(":")
+        if sep:
+            fields[key.strip()] = value.strip()
+    return fields
+
+
+def _restore_hard_links(fs: Filesystem, tree: Path) -> int:
+    """rdump writes each name of a hard-linked file as its own copy; link them again."""
+    by_inode: dict[int, list[str]] = {}
+    for path, entry in fs.walk("/"):
+        if entry.is_file:
+            by_inode.setdefault(entry.inode, []).append(path)
+    restored = 0
+    for paths in by_inode.values():
+        if len(paths) > 1:
+            first, *others = sorted(paths)
+            for other in others:
+                target = tree / other.lstrip("/")
+                target.unlink()
+                os.link(tree / first.lstrip("/"), target)
+                restored += 1
+    return restored
+
+
+def _clamp_times(tree: Path, epoch: int) -> list[str]:
+    """Clamp every mtime to `epoch`, deepest entries first so directories keep theirs."""
+    paths = []
+    for dirpath, dirnames, filenames in os.walk(tree, topdown=False):
+        for name in filenames + dirnames:
+            path = Path(dirpath) / name
+            if path.lstat().st_mtime > epoch:
+                os.utime(path, (epoch, epoch), follow_symlinks=False)
+            paths.append("/" + path.relative_to(tree).as_posix())
+    if tree.lstat().st_mtime > epoch:
+        os.utime(tree, (epoch, epoch))
+    return paths
+
+
+def remaster(raw: Path, version: str, epoch: int, work: Path) -> dict[str, object]:
+    """Rewrite the root partition of `raw` in place (via a temporary copy and a rename)."""
+    root: Partition = root_partition(raw)
+    device = f"{raw}?offset={root.offset}"
+    original = superblock(device)
+    if original.get("Filesystem magic number") != "0xEF53":
+        raise FactoryError(f"the root partition of {raw.name} is not ext2/3/4")
+    shutil.rmtree(work, ignore_errors=True)
+    tree = work / "tree"
+    tree.mkdir(parents=True)
+    try:
+        source = Filesystem(raw, root.offset)
+        _run(["debugfs", "-R", f"rdump / {tree}", device])
+        links = _restore_hard_links(source, tree)
+        paths = _clamp_times(tree, epoch)
+        env = {**os.environ, "LC_ALL": "C", "E2FSPROGS_FAKE_TIME": str(epoch), "SOURCE_DATE_EPOCH": str(epoch)}
+        image = work / "root.img"
+        label = original.get("Filesystem volume name", "")
+        _run(
+            [
+                "mke2fs",
+                "-q",
+                "-F",
+                "-t",
+                "ext4",
+                "-U",
+                original["Filesystem UUID"],
+                "-L",
+                "" if label == "<none>" else label,
+                "-E",
+                f"hash_seed={derived_uuid(version, 'ext4-hash-seed')},root_owner=0:0",
+                "-d",
+                str(tree),
+                str(image),
+                f"{root.size // 1024}k",
+            ],
+            env,
+        )
+        fixed = Filesystem(image, writable=True)
+        commands = []
+        for path in ["/", *paths]:
+            if '"' in path or "\n" in path:
+                raise FactoryError(f"cannot re-master a file name with a quote or newline: {path!r}")
+            commands += [f'sif "{path}" atime {epoch}', f'sif "{path}" ctime {epoch}']
+        fixed.run_script(commands, env)  # E2FSPROGS_FAKE_TIME also fixes the last write time
+        check = subprocess.run(["e2fsck", "-fn", str(image)], capture_output=True, text=True, check=False)
+        if check.returncode != 0:
+            raise FactoryError(f"the re-mastered filesystem is not clean: {check.stdout[-800:]}")
+        out = raw.with_name(f".{raw.name}.remastered")
+        _run(["cp", "--sparse=always", str(raw), str(out)])
+        _run(["fallocate", "--punch-hole", "--offset", str(root.offset), "--length", str(root.size), str(out)])
+        _run(
+            [
+                "dd",
+                f"if={image}",
+                f"of={out}",
+                "bs=1M",
+                f"seek={root.offset}",
+                "oflag=seek_bytes",
+                "conv=notrunc,sparse",
+                "status=none",
+            ]
+        )
+        out.replace(raw)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return {
+        "files": len(paths),
+        "hard_links": links,
+        "epoch": epoch,
+        "hash_seed": str(derived_uuid(version, "ext4-hash-seed")),
+    }
