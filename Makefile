@@ -5,7 +5,7 @@ SHELL := /bin/bash
 ENV := source tools/env.sh
 STACK ?= local
 
-.PHONY: setup release test lint unit integration preview versions bench lookup deprecate retire
+.PHONY: setup release test lint unit integration preview versions bench lookup deprecate retire reproducible
 
 setup:
 	@tools/setup.sh
@@ -50,6 +50,10 @@ deprecate: setup
 ## retire: the explicit lifecycle step that deletes a deprecated version from the registry.
 retire: setup
 	@$(ENV); python -m imagefactory.registry retire --registry .state/registry --version "$(VERSION)"
+
+## reproducible: build the working tree twice and compare the results in layers.
+reproducible: setup
+	@$(ENV); python -m imagefactory.reproducible --report bench/results/reproducibility.json
 
 ## bench: time each stage of a local release; results in bench/results/.
 bench: setup

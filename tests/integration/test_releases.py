@@ -143,9 +143,10 @@ def test_an_application_launches_by_version_and_upgrades_by_turn_and_burn(two_re
         app.use("release-0.2.0")
         preview = json.loads(app.run("preview", "--json").stdout)
         vm_ops = [step["op"] for step in preview["steps"] if step["urn"].endswith("app-vm")]
-        assert "create-replacement" in vm_ops and "delete-replaced" in vm_ops, vm_ops
-        assert vm_ops.index("create-replacement") < vm_ops.index("delete-replaced"), "create before delete"
-        app.run("up", "--yes", "--skip-preview")
+        assert vm_ops == ["replace"], vm_ops
+        upgrade = app.run("up", "--yes", "--skip-preview").stdout
+        created, deleting = upgrade.find("app-vm created replacement"), upgrade.find("app-vm deleting original")
+        assert 0 <= created < deleting, "the new VM is created (and healthy) before the old one is deleted"
         second = app.launch()
         assert second["reported_version"] == "release-0.2.0"
         assert not Path(f"/proc/{first['pid']}").exists(), "the old VM is gone once the new one is healthy"

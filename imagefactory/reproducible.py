@@ -1,0 +1,285 @@
+"""Reproducibility check: build one version twice, in separate folders, and compare in layers.
+
+    python -m imagefactory.reproducible [--report bench/results/reproducibility.json]
+
+Layers, coarse to fine: (1) the SHA-256 of every artifact, (2) the partition table, (3) the
+SHA-256 of each partition, (4) the root filesystem's superblock (dumpe2fs -h), (5) a file
+manifest read offline from each image: path, type, mode, owner, size, content digest, link
+target and extended attributes. The descent stops at the first layer where the two builds are
+identical, because everything finer is then identical too. Every difference is classified as
+allowed (by an entry of ALLOWLIST, each with its reason) or not; any difference that is not
+allowed fails the check.
+"""
+
+from __future__ import annotations
+
+import argparse
+import fnmatch
+import hashlib
+import json
+import os
+import shutil
+import stat
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from imagefactory import build, formats, gpt, upstream, versions
+from imagefactory.checksums import file_digest
+from imagefactory.debugfs import Filesystem
+from imagefactory.errors import FactoryError
+from imagefactory.remaster import _run, superblock
+
+# (path pattern, field or "*", reason). Keep it short: each entry is a promise we could not keep.
+ALLOWLIST: list[tuple[str, str, str]] = []
+
+SUPERBLOCK_ALLOWED: dict[str, str] = {}
+
+
+def _range_digest(path: Path, offset: int, length: int) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        handle.seek(offset)
+        remaining = length
+        while remaining:
+            chunk = handle.read(min(remaining, 4 * 1024 * 1024))
+            if not chunk:
+                break
+            digest.update(chunk)
+            remaining -= len(chunk)
+    return digest.hexdigest()
+
+
+def file_manifest(raw: Path, work: Path) -> dict[str, dict[str, object]]:
+    """Every file of the root filesystem, read offline (rdump + debugfs ea_list)."""
+    root = gpt.root_partition(raw)
+    device = f"{raw}?offset={root.offset}"
+    tree = work / "tree"
+    shutil.rmtree(tree, ignore_errors=True)
+    tree.mkdir(parents=True)
+    _run(["debugfs", "-R", f"rdump / {tree}", device])
+    inodes = {path: entry.inode for path, entry in Filesystem(raw, root.offset).walk("/")}
+    manifest: dict[str, dict[str, object]] = {}
+    for dirpath, dirnames, filenames in os.walk(tree):
+        for name in sorted(dirnames + filenames):
+            path = Path(dirpath) / name
+            rel = "/" + path.relative_to(tree).as_posix()
+            info = path.lstat()
+            item: dict[str, object] = {"mode": oct(stat.S_IMODE(info.st_mode)), "uid": info.st_uid, "gid": info.st_gid}
+            if stat.S_ISLNK(info.st_mode):
+                item.update(type="symlink", target=os.readlink(path))
+            elif stat.S_ISDIR(info.st_mode):
+                item.update(type="dir")
+            elif stat.S_ISREG(info.st_mode):
+                item.update(type="file", size=info.st_size, sha256=file_digest(path))
+            else:
+                item.update(type="special", rdev=info.st_rdev)
+            manifest[rel] = item
+    script = [f'ea_list "{p}"' for p in sorted(manifest) if '"' not in p]
+    current = None
+    for line in Filesystem(raw, root.offset).run_script(script).splitlines():
+        if line.startswith("debugfs: ea_list "):
+            current = line.removeprefix("debugfs: ea_list ").strip('"')
+        elif current and line.strip() and current in manifest:
+            manifest[current].setdefault("xattrs", []).append(line.strip())  # type: ignore[union-attr]
+    shutil.rmtree(tree, ignore_errors=True)
+    for rel in manifest:
+        manifest[rel]["hard_linked"] = sum(1 for v in inodes.values() if v == inodes.get(rel)) > 1
+    return manifest
+
+
+def allowed(path: str, field: str) -> str | None:
+    for pattern, allowed_field, reason in ALLOWLIST:
+        if fnmatch.fnmatch(path, pattern) and allowed_field in ("*", field):
+            return reason
+    return None
+
+
+def compare_manifests(a: dict[str, dict], b: dict[str, dict]) -> list[dict[str, object]]:
+    diffs = []
+    for path in sorted(set(a) | set(b)):
+        if path not in a or path not in b:
+            field, left, right = "presence", path in a, path in b
+            reason = allowed(path, field)
+            diffs.append(
+                {
+                    "layer": 5,
+                    "path": path,
+                    "field": field,
+                    "a": left,
+                    "b": right,
+                    "allowed": reason is not None,
+                    "reason": reason,
+                }
+            )
+            continue
+        for field in sorted(set(a[path]) | set(b[path])):
+            if a[path].get(field) != b[path].get(field):
+                reason = allowed(path, field)
+                diffs.append(
+                    {
+                        "layer": 5,
+                        "path": path,
+                        "field": field,
+                        "a": a[path].get(field),
+                        "b": b[path].get(field),
+                        "allowed": reason is not None,
+                        "reason": reason,
+                    }
+                )
+    return diffs
+
+
+def compare(run_a: dict, run_b: dict, work: Path) -> dict[str, object]:
+    """Compare two builds layer by layer; each run is {"raw": path, "formats": {fmt: entry}, "dir": path}."""
+    layers: list[dict[str, object]] = []
+    raw_a, raw_b = Path(run_a["raw"]), Path(run_b["raw"])
+    artifacts = {
+        fmt: {"a": run_a["formats"][fmt]["sha256"], "b": run_b["formats"][fmt]["sha256"]} for fmt in run_a["formats"]
+    }
+    identical = [f for f, d in artifacts.items() if d["a"] == d["b"]]
+    layers.append(
+        {
+            "layer": 1,
+            "name": "artifact sha256",
+            "identical": len(identical) == len(artifacts),
+            "bit_identical": identical,
+            "different": sorted(set(artifacts) - set(identical)),
+            "digests": artifacts,
+        }
+    )
+    diffs: list[dict[str, object]] = []
+    if not layers[0]["identical"]:
+        parts_a, parts_b = gpt.read_partitions(raw_a), gpt.read_partitions(raw_b)
+        table_equal = parts_a == parts_b and _range_digest(raw_a, 0, 34 * 512) == _range_digest(raw_b, 0, 34 * 512)
+        layers.append({"layer": 2, "name": "partition table", "identical": table_equal})
+        part_digests = [
+            {
+                "partition": p.number,
+                "name": p.name,
+                "a": _range_digest(raw_a, p.offset, p.size),
+                "b": _range_digest(raw_b, q.offset, q.size),
+            }
+            for p, q in zip(parts_a, parts_b, strict=False)
+        ]
+        layers.append(
+            {
+                "layer": 3,
+                "name": "partition sha256",
+                "identical": all(d["a"] == d["b"] for d in part_digests),
+                "partitions": part_digests,
+            }
+        )
+        root_a, root_b = gpt.root_partition(raw_a), gpt.root_partition(raw_b)
+        sb_a = superblock(f"{raw_a}?offset={root_a.offset}")
+        sb_b = superblock(f"{raw_b}?offset={root_b.offset}")
+        sb_diff = {
+            k: {
+                "a": sb_a.get(k),
+                "b": sb_b.get(k),
+                "allowed": k in SUPERBLOCK_ALLOWED,
+                "reason": SUPERBLOCK_ALLOWED.get(k),
+            }
+            for k in sorted(set(sb_a) | set(sb_b))
+            if sb_a.get(k) != sb_b.get(k)
+        }
+        layers.append({"layer": 4, "name": "superblock", "identical": not sb_diff, "differences": sb_diff})
+        manifest_a = file_manifest(raw_a, work / "a")
+        manifest_b = file_manifest(raw_b, work / "b")
+        diffs = compare_manifests(manifest_a, manifest_b)
+        layers.append(
+            {
+                "layer": 5,
+                "name": "file manifest",
+                "identical": not diffs,
+                "files": len(manifest_a),
+                "differences": diffs,
+            }
+        )
+    first_identical = next((layer["layer"] for layer in layers if layer["identical"]), None)
+    not_allowed = [d for d in diffs if not d["allowed"]]
+    return {
+        "bit_identical_artifacts": layers[0]["bit_identical"],
+        "first_identical_layer": first_identical,
+        "layers": layers,
+        "differences": len(diffs),
+        "not_allowed": len(not_allowed),
+        "allowlist": [{"pattern": p, "field": f, "reason": r} for p, f, r in ALLOWLIST],
+        "passed": not not_allowed,
+    }
+
+
+def build_once(
+    label: str, base: Path, version: versions.Version, up: upstream.Upstream, cache: Path, source: Path
+) -> dict[str, object]:
+    start = time.monotonic()
+    opts = argparse.Namespace(
+        version=version.name,
+        commit=version.commit,
+        build_epoch=version.commit_time,
+        source_dir=source,
+        upstream_path=up.path,
+        upstream_sha256=up.sha256,
+        upstream_source=up.source,
+        work_dir=base / label,
+        cache=cache,
+        accelerator="auto",
+        disk_size_mib=3072,
+        timeout_minutes=60,
+    )
+    built = build.build(opts)
+    out = base / label / "formats"
+    produced = formats.produce(
+        Path(built["raw"]), out, "debian-12", version.name, ["raw", "qcow2", "vhd", "vmdk", "ova"], version.commit_time
+    )
+    return {"raw": built["raw"], "formats": produced, "dir": str(out), "seconds": round(time.monotonic() - start, 1)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--report", type=Path, default=Path("bench/results/reproducibility.json"))
+    parser.add_argument(
+        "--upstream-url",
+        default="/nonexistent/upstream.qcow2",
+        help="defaults to the stage-0 image (cached), as on machines without internet",
+    )
+    parser.add_argument("--upstream-checksum", default="file:/nonexistent/SHA256SUMS")
+    args = parser.parse_args(argv)
+    root = Path(__file__).resolve().parent.parent
+    cache = Path(os.environ.get("IMAGEFACTORY_CACHE", Path.home() / ".cache" / "imagefactory"))
+    try:
+        version = versions.resolve(root)
+        up = upstream.resolve_with_fallback(args.upstream_url, args.upstream_checksum, "stage0", cache)
+        with tempfile.TemporaryDirectory(prefix="reproducible-", dir=root / ".state") as tmp:
+            base = Path(tmp)
+            run_a = build_once("a", base, version, up, cache, root)
+            run_b = build_once("b", base, version, up, cache, root)
+            report = compare(run_a, run_b, base / "compare")
+            report.update(
+                {
+                    "version": version.name,
+                    "commit": version.commit,
+                    "build_seconds": [run_a["seconds"], run_b["seconds"]],
+                }
+            )
+    except FactoryError as exc:
+        print(f"reproducible: {exc}", file=sys.stderr)
+        return 1
+    args.report.parent.mkdir(parents=True, exist_ok=True)
+    tmp_report = args.report.with_name(f".{args.report.name}.partial")
+    tmp_report.write_text(json.dumps(report, indent=2, default=str) + "\n")
+    tmp_report.replace(args.report)
+    layer5 = next((layer for layer in report["layers"] if layer["layer"] == 5), None)
+    print(f"reproducible: bit-identical artifacts: {', '.join(report['bit_identical_artifacts']) or 'none'}")
+    if layer5:
+        print(
+            f"reproducible: file manifest: {layer5['files']} files, {report['differences']} differences, "
+            f"{report['not_allowed']} not allowed"
+        )
+    print(f"reproducible: report written to {args.report}")
+    return 0 if report["passed"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
