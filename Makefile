@@ -55,6 +55,7 @@ retire: setup
 reproducible: setup
 	@$(ENV); python -m imagefactory.reproducible --report bench/results/reproducibility.json
 
-## bench: time each stage of a local release; results in bench/results/.
+## bench: time each stage of a local release, and a release against the plain baseline.
 bench: setup
 	@$(ENV); python -m bench.stages
+	@$(ENV); python -m bench.release_vs_baseline
