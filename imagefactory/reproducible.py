@@ -5,10 +5,10 @@
 Layers, coarse to fine: (1) the SHA-256 of every artifact, (2) the partition table, (3) the
 SHA-256 of each partition, (4) the root filesystem's superblock (dumpe2fs -h), (5) a file
 manifest read offline from each image: path, type, mode, owner, size, content digest, link
-target and extended attributes. The descent stops at the first layer where the two builds are
-identical, because everything finer is then identical too. Every difference is classified as
-allowed (by an entry of ALLOWLIST, each with its reason) or not; any difference that is not
-allowed fails the check.
+target and extended attributes. When every artifact is bit-identical, layer 1 answers everything
+and the finer layers are skipped; otherwise each finer layer is compared to locate what differs.
+Every file difference is classified as allowed (by an entry of ALLOWLIST, each with its reason)
+or not; any difference that is not allowed fails the check.
 """
 
 from __future__ import annotations
@@ -197,11 +197,10 @@ def compare(run_a: dict, run_b: dict, work: Path) -> dict[str, object]:
                 "differences": diffs,
             }
         )
-    first_identical = next((layer["layer"] for layer in layers if layer["identical"]), None)
     not_allowed = [d for d in diffs if not d["allowed"]]
     return {
         "bit_identical_artifacts": layers[0]["bit_identical"],
-        "first_identical_layer": first_identical,
+        "layers_that_differ": [layer["layer"] for layer in layers if not layer["identical"]],
         "layers": layers,
         "differences": len(diffs),
         "not_allowed": len(not_allowed),
