@@ -224,9 +224,7 @@ def main() -> int:
     }
     RESULTS.mkdir(parents=True, exist_ok=True)
     target = RESULTS / "release_vs_baseline.json"
-    partial = target.with_name(f".{target.name}.partial")
-    partial.write_text(json.dumps(result, indent=2) + "\n")
-    partial.replace(target)
+    formats.write_atomic(target, json.dumps(result, indent=2) + "\n")
     print(json.dumps(result, indent=2))
     return 0
 

@@ -70,20 +70,7 @@ def main() -> int:
             "stage0",
             cache,
         )
-        opts = argparse.Namespace(
-            version=version.name,
-            commit=version.commit,
-            build_epoch=version.commit_time,
-            source_dir=ROOT,
-            upstream_path=up.path,
-            upstream_sha256=up.sha256,
-            upstream_source=up.source,
-            work_dir=work / "work",
-            cache=cache,
-            accelerator="auto",
-            disk_size_mib=3072,
-            timeout_minutes=60,
-        )
+        opts = build.options(version, up, ROOT, work / "work", cache)
         built = timed(stages, "build", build.build, opts)
         raw = Path(built["raw"])
         findings = timed(stages, "seal_check", sealcheck.check_disk, raw, version.name)
@@ -135,9 +122,7 @@ def main() -> int:
     }
     RESULTS.mkdir(parents=True, exist_ok=True)
     target = RESULTS / "stages.json"
-    tmp_target = target.with_name(".stages.json.partial")
-    tmp_target.write_text(json.dumps(result, indent=2) + "\n")
-    tmp_target.replace(target)
+    formats.write_atomic(target, json.dumps(result, indent=2) + "\n")
     print(json.dumps(result, indent=2))
     return 0
 

@@ -173,6 +173,34 @@ def remove_previous(stdout: str) -> None:
         shutil.rmtree(raw.parent, ignore_errors=True)
 
 
+def options(
+    version,
+    upstream,
+    source_dir: Path,
+    work_dir: Path,
+    cache: Path,  # type: ignore[no-untyped-def]
+    accelerator: str = "auto",
+    disk_size_mib: int = 3072,
+    timeout_minutes: int = 60,
+) -> argparse.Namespace:
+    """Build options for a resolved version and upstream (used by the benchmarks and the
+    reproducibility check, which run builds outside Pulumi)."""
+    return argparse.Namespace(
+        version=version.name,
+        commit=version.commit,
+        build_epoch=version.commit_time,
+        source_dir=source_dir,
+        upstream_path=upstream.path,
+        upstream_sha256=upstream.sha256,
+        upstream_source=upstream.source,
+        work_dir=work_dir,
+        cache=cache,
+        accelerator=accelerator,
+        disk_size_mib=disk_size_mib,
+        timeout_minutes=timeout_minutes,
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     if argv is None and sys.argv[1:] == ["--remove-previous"]:
         remove_previous(os.environ.get("PULUMI_COMMAND_STDOUT", ""))

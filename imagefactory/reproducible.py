@@ -213,20 +213,7 @@ def build_once(
     label: str, base: Path, version: versions.Version, up: upstream.Upstream, cache: Path, source: Path
 ) -> dict[str, object]:
     start = time.monotonic()
-    opts = argparse.Namespace(
-        version=version.name,
-        commit=version.commit,
-        build_epoch=version.commit_time,
-        source_dir=source,
-        upstream_path=up.path,
-        upstream_sha256=up.sha256,
-        upstream_source=up.source,
-        work_dir=base / label,
-        cache=cache,
-        accelerator="auto",
-        disk_size_mib=3072,
-        timeout_minutes=60,
-    )
+    opts = build.options(version, up, source, base / label, cache)
     built = build.build(opts)
     out = base / label / "formats"
     produced = formats.produce(
@@ -266,9 +253,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"reproducible: {exc}", file=sys.stderr)
         return 1
     args.report.parent.mkdir(parents=True, exist_ok=True)
-    tmp_report = args.report.with_name(f".{args.report.name}.partial")
-    tmp_report.write_text(json.dumps(report, indent=2, default=str) + "\n")
-    tmp_report.replace(args.report)
+    formats.write_atomic(args.report, json.dumps(report, indent=2, default=str) + "\n")
     layer5 = next((layer for layer in report["layers"] if layer["layer"] == 5), None)
     print(f"reproducible: bit-identical artifacts: {', '.join(report['bit_identical_artifacts']) or 'none'}")
     if layer5:

@@ -2,8 +2,17 @@
 
 from __future__ import annotations
 
+import argparse
 import hashlib
+import io
+import json
+import shutil
+import subprocess
+import sys
+import tarfile
 from pathlib import Path
+
+from imagefactory.errors import FactoryError
 
 BUILD_INPUTS = ("packer", "ansible")
 SKIP_PARTS = {".ansible", "__pycache__", ".pytest_cache"}
@@ -25,13 +34,6 @@ def tree_digest(root: Path, folders: tuple[str, ...] = BUILD_INPUTS) -> str:
 
 def export_commit(repo: Path, commit: str, dest: Path) -> Path:
     """Write the tree of `commit` (not the working tree) to `dest`, atomically."""
-    import io
-    import shutil
-    import subprocess
-    import tarfile
-
-    from imagefactory.errors import FactoryError
-
     if dest.is_dir() and (dest / ".source-commit").read_text().strip() == commit:
         return dest
     result = subprocess.run(
@@ -55,12 +57,6 @@ def export_commit(repo: Path, commit: str, dest: Path) -> Path:
 
 
 def main(argv: list[str] | None = None) -> int:
-    import argparse
-    import json
-    import sys
-
-    from imagefactory.errors import FactoryError
-
     parser = argparse.ArgumentParser(description="Export the tree of a release's commit for its build.")
     parser.add_argument("--repo", type=Path, required=True)
     parser.add_argument("--commit", required=True)
@@ -76,6 +72,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    import sys
-
     sys.exit(main())
