@@ -14,6 +14,7 @@ The SSH key Packer logs in with is made for this build only, in memory-backed st
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
 import json
 import os
@@ -171,6 +172,8 @@ def remove_previous(stdout: str) -> None:
         return
     if raw.parent.name.startswith("build-"):
         shutil.rmtree(raw.parent, ignore_errors=True)
+        with contextlib.suppress(OSError):
+            raw.parent.parent.rmdir()  # the version's folder, once nothing else is in it
 
 
 def options(

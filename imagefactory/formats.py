@@ -13,6 +13,7 @@ its content equal to the RAW.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shutil
@@ -224,6 +225,8 @@ def remove_previous(stdout: str) -> None:
         folder = None
     if folder and folder.name.startswith("formats-"):
         shutil.rmtree(folder, ignore_errors=True)
+        with contextlib.suppress(OSError):
+            folder.parent.rmdir()  # the version's folder, once nothing else is in it
 
 
 def main(argv: list[str] | None = None) -> int:
