@@ -206,7 +206,7 @@ def test_a_native_aws_build_starts_from_an_owner_pinned_ami():
             "build_epoch": 0,
             "build_time": "2025-01-01T00:00:00Z",
             "source_dir": "/src",
-            "work_dir": "/work",
+            "work_dir": "/srv/factory",
             "image_name": "debian-12",
             "aws": aws_settings({"mode": "native", "region": "eu-west-1"}),
         },

@@ -30,15 +30,15 @@ def _capturing_register(self, request):  # type: ignore[no-untyped-def]
 
 STEP_RESULTS = {
     "-resolve": {"path": "/cache/upstream.qcow2", "sha256": "u" * 64, "source": "stage0:abc", "via": "stage0"},
-    "-source": {"dir": "/work/sources/release-0.1.0-aaaaaaaaaaaa", "commit": "a" * 40},
+    "-source": {"dir": "/srv/factory/sources/release-0.1.0-aaaaaaaaaaaa", "commit": "a" * 40},
     "-packer": {
-        "raw": "/work/release-0.1.0/build-1/disk.raw",
+        "raw": "/srv/factory/release-0.1.0/build-1/disk.raw",
         "sha256": "r" * 64,
         "build_time": "2025-01-01T00:00:00Z",
-        "log": "/work/logs/x.log",
+        "log": "/srv/factory/logs/x.log",
     },
     "-seal-check": {"sealed": True, "findings": []},
-    "-convert": {"dir": "/work/release-0.1.0/formats-x", "version": "release-0.1.0", "formats": {}},
+    "-convert": {"dir": "/srv/factory/release-0.1.0/formats-x", "version": "release-0.1.0", "formats": {}},
     "-publish": {"version": "release-0.1.0", "formats": {}},
 }
 
@@ -79,7 +79,7 @@ def build_pipeline(version: Version) -> dict[str, pulumi.Output]:
         "upstream",
         {"url": "/nope.qcow2", "checksum": "sha256:" + "0" * 64, "fallback": "stage0", "cache_dir": "/cache"},
     )
-    source = ReleaseVersion(version.name, {"version": version, "sources_dir": "/work/sources"})
+    source = ReleaseVersion(version.name, {"version": version, "sources_dir": "/srv/factory/sources"})
     build = ImageBuild(
         version.name,
         {
@@ -91,7 +91,7 @@ def build_pipeline(version: Version) -> dict[str, pulumi.Output]:
             "upstream_path": upstream.path,
             "upstream_sha256": upstream.sha256,
             "upstream_source": upstream.source,
-            "work_dir": "/work",
+            "work_dir": "/srv/factory",
             "cache_dir": "/cache",
             "accelerator": "auto",
             "disk_size_mib": 3072,
@@ -111,7 +111,7 @@ def build_pipeline(version: Version) -> dict[str, pulumi.Output]:
             "upstream_source": upstream.source,
             "upstream_sha256": upstream.sha256,
             "formats": ["raw", "qcow2"],
-            "out_dir": f"/work/{version.name}",
+            "out_dir": f"/srv/factory/{version.name}",
             "image_name": "debian-12",
         },
     )
