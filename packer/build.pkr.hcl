@@ -1,6 +1,12 @@
 build {
   sources = ["source.qemu.local", "source.amazon-ebs.aws", "source.azure-arm.azure"]
 
+  # Provision only once cloud-init is done: its later modules restart sshd, and a new SSH
+  # connection made during that restart is reset.
+  provisioner "shell" {
+    inline = ["sudo cloud-init status --wait --long"]
+  }
+
   provisioner "ansible" {
     playbook_file = "${path.root}/../ansible/site.yml"
     user          = build.User
@@ -12,6 +18,7 @@ build {
     ansible_env_vars = [
       "ANSIBLE_CONFIG=${path.root}/../ansible/ansible.cfg",
       "ANSIBLE_HOST_KEY_CHECKING=False",
+      "ANSIBLE_SSH_RETRIES=5",
     ]
   }
 
