@@ -7,7 +7,6 @@ Flow, one direction only:
 A cloud stack in `native` mode builds with Packer's amazon-ebs / azure-arm source instead.
 """
 
-import datetime as dt
 import os
 from pathlib import Path
 
@@ -42,7 +41,7 @@ except FactoryError as exc:
 
 
 def build_time(version: versions.Version) -> str:
-    return dt.datetime.fromtimestamp(version.commit_time, dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return versions.iso_time(version.commit_time)
 
 
 def native_build(version: versions.Version, source: ReleaseVersion) -> pulumi.Output:

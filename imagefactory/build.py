@@ -27,9 +27,9 @@ from pathlib import Path
 
 from imagefactory import accel
 from imagefactory.checksums import file_digest
-from imagefactory.errors import FactoryError
+from imagefactory.errors import FactoryError, last_json
 from imagefactory.remaster import remaster
-from imagefactory.versions import validate_version_name
+from imagefactory.versions import iso_time, validate_version_name
 
 BUILD_USER = "imagebuild"
 
@@ -84,7 +84,7 @@ def build(opts: argparse.Namespace) -> dict[str, object]:
     stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
     log = logs / f"{version}-{stamp}.log"
     output = work / f"build-{stamp}"
-    build_time = dt.datetime.fromtimestamp(opts.build_epoch, dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    build_time = iso_time(opts.build_epoch)
 
     secrets = _secret_dir()
     try:
@@ -163,13 +163,7 @@ def build(opts: argparse.Namespace) -> dict[str, object]:
 
 def remove_previous(stdout: str) -> None:
     """Delete the build folder recorded in a previous run's JSON output (used on delete)."""
-    lines = stdout.strip().splitlines()
-    if not lines:
-        return
-    try:
-        raw = Path(json.loads(lines[-1])["raw"])
-    except (ValueError, KeyError):
-        return
+    raw = Path(last_json(stdout).get("raw", ""))
     if raw.parent.name.startswith("build-"):
         shutil.rmtree(raw.parent, ignore_errors=True)
         with contextlib.suppress(OSError):

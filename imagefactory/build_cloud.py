@@ -19,6 +19,7 @@ from pathlib import Path
 
 from imagefactory.build import run_packer
 from imagefactory.errors import FactoryError
+from imagefactory.versions import iso_time
 
 SOURCES = {"aws": "amazon-ebs.aws", "azure": "azure-arm.azure"}
 BUILD_USERS = {"aws": "admin", "azure": "packer"}
@@ -68,9 +69,7 @@ def main(argv: list[str] | None = None) -> int:
                         "upstream_source": args.upstream,
                         "seal_build_user": BUILD_USERS[args.target],
                         "source_date_epoch": str(args.build_epoch),
-                        "build_time": dt.datetime.fromtimestamp(args.build_epoch, dt.UTC).strftime(
-                            "%Y-%m-%dT%H:%M:%SZ"
-                        ),
+                        "build_time": iso_time(args.build_epoch),
                     }
                 )
             )

@@ -26,7 +26,7 @@ from pathlib import Path
 
 from imagefactory import ovf
 from imagefactory.checksums import file_digest, format_sums
-from imagefactory.errors import FactoryError
+from imagefactory.errors import FactoryError, last_json
 from imagefactory.remaster import derived_uuid
 
 MIB = 1024 * 1024
@@ -218,12 +218,8 @@ def write_atomic(path: Path, text: str) -> None:
 
 def remove_previous(stdout: str) -> None:
     """Delete the staging folder recorded in a previous run's JSON output (used on delete)."""
-    lines = stdout.strip().splitlines()
-    try:
-        folder = Path(json.loads(lines[-1])["dir"]) if lines else None
-    except (ValueError, KeyError):
-        folder = None
-    if folder and folder.name.startswith("formats-"):
+    folder = Path(last_json(stdout).get("dir", ""))
+    if folder.name.startswith("formats-"):
         shutil.rmtree(folder, ignore_errors=True)
         with contextlib.suppress(OSError):
             folder.parent.rmdir()  # the version's folder, once nothing else is in it

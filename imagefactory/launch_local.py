@@ -23,7 +23,7 @@ from pathlib import Path
 
 from imagefactory import accel
 from imagefactory.checksums import file_digest
-from imagefactory.errors import FactoryError
+from imagefactory.errors import FactoryError, last_json
 from imagefactory.sealcheck import parse_stamp
 from imagefactory.vm import Guest
 
@@ -62,12 +62,8 @@ def create(env: dict[str, str]) -> dict[str, object]:
 
 
 def delete(previous_stdout: str) -> None:
-    lines = previous_stdout.strip().splitlines()
-    if not lines:
-        return
-    try:
-        record = json.loads(lines[-1])
-    except ValueError:
+    record = last_json(previous_stdout)
+    if not record:
         return
     folder = Path(record.get("dir", ""))
     pid = int(record.get("pid", 0))

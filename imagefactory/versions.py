@@ -7,6 +7,7 @@ and can never take a release name.
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 import subprocess
 from dataclasses import dataclass
@@ -39,6 +40,11 @@ class Version:
         """``X.Y.Z`` of a release (Azure gallery versions take this form); empty for dev builds."""
         match = re.search(SEMVER + "$", self.name)
         return match.group(0) if self.is_release and match else ""
+
+
+def iso_time(epoch: int) -> str:
+    """A commit time as the stamp every artifact carries (BUILD_TIME), e.g. 2025-01-01T00:00:00Z."""
+    return dt.datetime.fromtimestamp(epoch, dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def parse_release_tag(tag: str, prefix: str = DEFAULT_TAG_PREFIX) -> tuple[int, int, int, str]:
