@@ -25,7 +25,7 @@ import tempfile
 from collections import deque
 from pathlib import Path
 
-from imagefactory import accel
+from imagefactory import accel, fstree
 from imagefactory.checksums import file_digest
 from imagefactory.errors import FactoryError, last_json
 from imagefactory.remaster import remaster
@@ -69,6 +69,8 @@ def run_packer(args: list[str], log: Path, cwd: Path, env: dict[str, str]) -> in
 
 def build(opts: argparse.Namespace) -> dict[str, object]:
     version = validate_version_name(opts.version)
+    # Refused before Packer starts: the re-master cannot keep owners and setuid bits without it.
+    fstree.require_root(f"building {version}")
     source = opts.source_dir.resolve()
     if not (source / "packer").is_dir() or not (source / "ansible" / "site.yml").is_file():
         raise FactoryError(f"source folder {source} has no packer/ and ansible/site.yml")

@@ -2,10 +2,12 @@
 
 A booted build VM leaves the history of its run in the filesystem: inode order, times,
 allocation, the journal. This step reads the sealed root filesystem's files (debugfs rdump, no
-mount) and writes a fresh ext4 with `mke2fs -d` where everything that is not a file's content
+mount; see fstree for how every owner, mode bit and extended attribute is kept) and writes a
+fresh ext4 with `mke2fs -d` where everything that is not a file's content
 or metadata is fixed: every time is clamped to SOURCE_DATE_EPOCH (the commit time), and the
 hash seed is derived from the version with uuid5. The filesystem UUID and label, the partition
-table and the EFI partition are kept, so the image boots exactly as before. Hard links are kept.
+table and the EFI partition are kept, so the image boots exactly as before. A gate then reads
+the new filesystem back and fails the build on any difference from the sealed one but times.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import subprocess
 import uuid
 from pathlib import Path
 
+from imagefactory import fstree
 from imagefactory.debugfs import Filesystem
 from imagefactory.errors import FactoryError
 from imagefactory.gpt import Partition, root_partition
@@ -45,24 +48,6 @@ def superblock(device: str) -> dict[str, str]:
     return fields
 
 
-def _restore_hard_links(fs: Filesystem, tree: Path) -> int:
-    """rdump writes each name of a hard-linked file as its own copy; link them again."""
-    by_inode: dict[int, list[str]] = {}
-    for path, entry in fs.walk("/"):
-        if entry.is_file:
-            by_inode.setdefault(entry.inode, []).append(path)
-    restored = 0
-    for paths in by_inode.values():
-        if len(paths) > 1:
-            first, *others = sorted(paths)
-            for other in others:
-                target = tree / other.lstrip("/")
-                target.unlink()
-                os.link(tree / first.lstrip("/"), target)
-                restored += 1
-    return restored
-
-
 def _clamp_times(tree: Path, epoch: int) -> list[str]:
     """Clamp every mtime to `epoch`, deepest entries first so directories keep theirs."""
     paths = []
@@ -86,11 +71,10 @@ def remaster(raw: Path, version: str, epoch: int, work: Path) -> dict[str, objec
         raise FactoryError(f"the root partition of {raw.name} is not ext2/3/4")
     shutil.rmtree(work, ignore_errors=True)
     tree = work / "tree"
-    tree.mkdir(parents=True)
+    work.mkdir(parents=True)
     try:
-        source = Filesystem(raw, root.offset)
-        _run(["debugfs", "-R", f"rdump / {tree}", device])
-        links = _restore_hard_links(source, tree)
+        before = fstree.extract(Filesystem(raw, root.offset), tree)
+        links = sum(1 for node in before.values() if node.kind == "file" and node.links > 1)
         paths = _clamp_times(tree, epoch)
         env = {**os.environ, "LC_ALL": "C", "E2FSPROGS_FAKE_TIME": str(epoch), "SOURCE_DATE_EPOCH": str(epoch)}
         image = work / "root.img"
@@ -115,6 +99,7 @@ def remaster(raw: Path, version: str, epoch: int, work: Path) -> dict[str, objec
             ],
             env,
         )
+        shutil.rmtree(tree)
         fixed = Filesystem(image, writable=True)
         commands = []
         for path in ["/", *paths]:
@@ -125,6 +110,11 @@ def remaster(raw: Path, version: str, epoch: int, work: Path) -> dict[str, objec
         check = subprocess.run(["e2fsck", "-fn", str(image)], capture_output=True, text=True, check=False)
         if check.returncode != 0:
             raise FactoryError(f"the re-mastered filesystem is not clean: {check.stdout[-800:]}")
+        # The gate: the new filesystem holds exactly what the sealed one held, but for times.
+        after = fstree.manifest(Filesystem(image), work)
+        changed = fstree.differences(before, after)
+        if changed:
+            raise FactoryError("the re-mastered filesystem differs from the sealed one:\n  " + "\n  ".join(changed))
         out = raw.with_name(f".{raw.name}.remastered")
         _run(["cp", "--sparse=always", str(raw), str(out)])
         _run(["fallocate", "--punch-hole", "--offset", str(root.offset), "--length", str(root.size), str(out)])
@@ -145,6 +135,8 @@ def remaster(raw: Path, version: str, epoch: int, work: Path) -> dict[str, objec
         shutil.rmtree(work, ignore_errors=True)
     return {
         "files": len(paths),
+        "compared": len(before),
+        "identical_but_times": True,
         "hard_links": links,
         "epoch": epoch,
         "hash_seed": str(derived_uuid(version, "ext4-hash-seed")),

@@ -18,18 +18,15 @@ import fnmatch
 import hashlib
 import json
 import os
-import shutil
-import stat
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-from imagefactory import build, formats, gpt, upstream, versions
-from imagefactory.checksums import file_digest
+from imagefactory import build, formats, fstree, gpt, upstream, versions
 from imagefactory.debugfs import Filesystem
 from imagefactory.errors import FactoryError
-from imagefactory.remaster import _run, superblock
+from imagefactory.remaster import superblock
 
 # (path pattern, field or "*", reason). Keep it short: each entry is a promise we could not keep.
 ALLOWLIST: list[tuple[str, str, str]] = []
@@ -52,41 +49,9 @@ def _range_digest(path: Path, offset: int, length: int) -> str:
 
 
 def file_manifest(raw: Path, work: Path) -> dict[str, dict[str, object]]:
-    """Every file of the root filesystem, read offline (rdump + debugfs ea_list)."""
-    root = gpt.root_partition(raw)
-    device = f"{raw}?offset={root.offset}"
-    tree = work / "tree"
-    shutil.rmtree(tree, ignore_errors=True)
-    tree.mkdir(parents=True)
-    _run(["debugfs", "-R", f"rdump / {tree}", device])
-    inodes = {path: entry.inode for path, entry in Filesystem(raw, root.offset).walk("/")}
-    manifest: dict[str, dict[str, object]] = {}
-    for dirpath, dirnames, filenames in os.walk(tree):
-        for name in sorted(dirnames + filenames):
-            path = Path(dirpath) / name
-            rel = "/" + path.relative_to(tree).as_posix()
-            info = path.lstat()
-            item: dict[str, object] = {"mode": oct(stat.S_IMODE(info.st_mode)), "uid": info.st_uid, "gid": info.st_gid}
-            if stat.S_ISLNK(info.st_mode):
-                item.update(type="symlink", target=os.readlink(path))
-            elif stat.S_ISDIR(info.st_mode):
-                item.update(type="dir")
-            elif stat.S_ISREG(info.st_mode):
-                item.update(type="file", size=info.st_size, sha256=file_digest(path))
-            else:
-                item.update(type="special", rdev=info.st_rdev)
-            manifest[rel] = item
-    script = [f'ea_list "{p}"' for p in sorted(manifest) if '"' not in p]
-    current = None
-    for line in Filesystem(raw, root.offset).run_script(script).splitlines():
-        if line.startswith("debugfs: ea_list "):
-            current = line.removeprefix("debugfs: ea_list ").strip('"')
-        elif current and line.strip() and current in manifest:
-            manifest[current].setdefault("xattrs", []).append(line.strip())  # type: ignore[union-attr]
-    shutil.rmtree(tree, ignore_errors=True)
-    for rel in manifest:
-        manifest[rel]["hard_linked"] = sum(1 for v in inodes.values() if v == inodes.get(rel)) > 1
-    return manifest
+    """Every path of the root filesystem with all of its metadata but times, read offline."""
+    nodes = fstree.manifest(Filesystem(raw, gpt.root_partition(raw).offset), work)
+    return {path: node.describe() for path, node in nodes.items()}
 
 
 def allowed(path: str, field: str) -> str | None:
