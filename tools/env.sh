@@ -19,6 +19,8 @@ export PULUMI_BACKEND_URL=${PULUMI_BACKEND_URL:-file://$IMAGEFACTORY_ROOT/.state
 if [ -z "${PULUMI_CONFIG_PASSPHRASE:-}" ]; then
   export PULUMI_CONFIG_PASSPHRASE_FILE=${PULUMI_CONFIG_PASSPHRASE_FILE:-${XDG_CONFIG_HOME:-$HOME/.config}/imagefactory/local-stack.passphrase}
 fi
+# A stack file without its salt (git never stores it: tools/stack.sh) takes it from the state.
+export PULUMI_FALLBACK_TO_STATE_SECRETS_MANAGER=true
 export ANSIBLE_NOCOWS=1
 case ":$PATH:" in
   *":$IMAGEFACTORY_TOOLS/pulumi-$PULUMI_VERSION/bin:"*) ;;

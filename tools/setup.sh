@@ -220,6 +220,7 @@ main() {
   install_command_provider
   install_packer
   ensure_passphrase
+  "$IMAGEFACTORY_ROOT/tools/stack.sh" git-filter
 }
 
 main "$@"

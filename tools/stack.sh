@@ -1,8 +1,30 @@
 #!/usr/bin/env bash
 # tools/stack.sh select <stack>: select a stack of the file backend, creating it on first use.
+# tools/stack.sh git-filter: keep passphrase salts out of git (also done by `select`).
+#
+# `pulumi stack init` writes the user's passphrase salt (`encryptionsalt:`) into the tracked
+# stacks/Pulumi.<stack>.yaml, and Pulumi writes it back there whenever it is missing. The salt is
+# only good for the passphrase of the user who made it: committed, it breaks every other
+# user's first `make release` ("incorrect passphrase"). A git clean filter (.gitattributes) takes
+# the line out of what git stores and compares, so the salt stays in the user's own copy only,
+# and PULUMI_FALLBACK_TO_STATE_SECRETS_MANAGER (tools/env.sh) restores it from the stack's state
+# if a checkout ever replaces the file.
 set -euo pipefail
-[ "${1:-}" = "select" ] || { echo "usage: tools/stack.sh select <stack>" >&2; exit 2; }
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+
+git_filter() {
+  git -C "$here/.." rev-parse --git-dir >/dev/null 2>&1 || return 0
+  git -C "$here/.." config filter.pulumi-stack-salt.clean "sed -e '/^encryptionsalt:/d'"
+  git -C "$here/.." config filter.pulumi-stack-salt.smudge cat
+}
+
+case "${1:-}" in
+  git-filter) git_filter; exit 0 ;;
+  select) ;;
+  *) echo "usage: tools/stack.sh select <stack> | tools/stack.sh git-filter" >&2; exit 2 ;;
+esac
 stack=${2:?stack name}
+git_filter
 case "${PULUMI_BACKEND_URL:-}" in
   file://*) mkdir -p "${PULUMI_BACKEND_URL#file://}" ;;
 esac
