@@ -27,7 +27,8 @@ def free_port() -> int:
 
 
 def make_seed(folder: Path, instance_id: str, user: str, public_key: str, hostname: str = "imagefactory-vm") -> Path:
-    """A NoCloud seed ISO (label cidata) that creates `user` with `public_key`."""
+    """A NoCloud seed ISO (label cidata) that creates `user` with `public_key` and passwordless
+    sudo, as a cloud's default user gets it."""
     seed = folder / "seed"
     seed.mkdir(parents=True, exist_ok=True)
     (seed / "meta-data").write_text(f"instance-id: {instance_id}\nlocal-hostname: {hostname}\n")
@@ -37,6 +38,7 @@ def make_seed(folder: Path, instance_id: str, user: str, public_key: str, hostna
         f"  - name: {user}\n"
         "    shell: /bin/bash\n"
         "    lock_passwd: true\n"
+        "    sudo: ALL=(ALL) NOPASSWD:ALL\n"
         "    ssh_authorized_keys:\n"
         f"      - {public_key}\n"
     )

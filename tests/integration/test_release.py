@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -21,7 +22,7 @@ from imagefactory.debugfs import Filesystem
 from imagefactory.errors import FactoryError
 from imagefactory.gpt import root_partition
 from imagefactory.registry import verify_folder
-from imagefactory.sealcheck import check_disk
+from imagefactory.sealcheck import check_disk, parse_stamp
 from tests.integration.conftest import Project
 
 FORMATS = {"raw": "raw", "qcow2": "qcow2", "vhd": "vpc", "vmdk": "vmdk", "ova": None}
@@ -59,12 +60,44 @@ def test_every_format_is_published_with_a_matching_checksum(released: Project) -
     assert released.registry_index()["versions"][version]["commit"] == image["commit"]
 
 
-def test_the_qcow2_boots_and_the_guest_reports_its_version(released: Project) -> None:
+@pytest.fixture(scope="module")
+def guest(released: Project, tmp_path_factory: pytest.TempPathFactory) -> Iterator[vm.Guest]:
+    """The published QCOW2, launched as a user launches it: a NoCloud seed gives a login with sudo."""
+    _, image = only_version(released)
+    running = vm.Guest(Path(image["formats"]["qcow2"]["path"]), tmp_path_factory.mktemp("guest")).start()
+    try:
+        running.wait_ready()
+        yield running
+    finally:
+        running.stop()
+
+
+def as_user(guest: vm.Guest, command: str, timeout: int = 120) -> str:
+    result = guest.ssh(command, timeout=timeout)
+    assert result.returncode == 0, f"{command!r} failed in the guest ({result.returncode}): {result.stderr}"
+    return result.stdout
+
+
+def test_the_launched_image_reports_its_version(released: Project, guest: vm.Guest) -> None:
     version, image = only_version(released)
-    stamp = vm.read_release(Path(image["formats"]["qcow2"]["path"]))
+    stamp = parse_stamp(as_user(guest, "cat /etc/release"))
     assert stamp["IMAGE_VERSION"] == version
     assert stamp["IMAGE_COMMIT"] == image["commit"]
     assert stamp["UPSTREAM_DIGEST"] == f"sha256:{image['upstream']['sha256']}"
+
+
+def test_the_cloud_init_user_can_administer_the_machine_with_sudo(guest: vm.Guest) -> None:
+    assert as_user(guest, "sudo -n id -u").strip() == "0"
+    modes = as_user(guest, "stat -c '%a %U %n' /usr/bin/sudo /usr/bin/su /usr/bin/passwd /usr/bin/mount")
+    for line in modes.splitlines():
+        assert line.startswith("4755 root "), f"setuid bit lost: {line}"
+
+
+def test_file_capabilities_survive_and_an_unprivileged_user_can_ping(guest: vm.Guest) -> None:
+    assert "cap_net_raw" in as_user(guest, "/usr/sbin/getcap /usr/bin/ping")
+    assert as_user(guest, "id -u").strip() != "0"
+    gateway = as_user(guest, "ip -4 route show default").split()[2]  # QEMU's user-mode gateway
+    assert " 0% packet loss" in as_user(guest, f"ping -c 2 -W 5 {gateway}")
 
 
 def test_the_released_raw_is_sealed_and_a_planted_host_key_is_caught(released: Project, tmp_path: Path) -> None:
@@ -116,3 +149,12 @@ def test_a_corrupted_copy_of_a_release_fails_its_checksums(released: Project, tm
         handle.write(b"corrupted")
     with pytest.raises(FactoryError, match=qcow2.name):
         verify_folder(folder)
+
+
+def test_the_user_can_install_a_package(guest: vm.Guest) -> None:
+    """The sealed image dropped apt's lists; a user refreshes them and installs, as on any cloud VM."""
+    as_user(guest, "sudo -n apt-get update -q", timeout=900)
+    as_user(
+        guest, "sudo -n DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends tree", timeout=900
+    )
+    assert as_user(guest, "tree -L 1 /srv").startswith("/srv")
