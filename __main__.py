@@ -23,7 +23,7 @@ from imagefactory.cloud import is_release_candidate
 from imagefactory.errors import FactoryError
 
 ROOT = Path(__file__).resolve().parent
-settings = config.load()
+settings = config.load(ROOT)
 registry_dir = (ROOT / settings.registry_dir).resolve()
 work_dir = (ROOT / settings.work_dir).resolve()
 cache_dir = Path(os.environ.get("IMAGEFACTORY_CACHE", Path.home() / ".cache" / "imagefactory")).resolve()
@@ -172,8 +172,6 @@ if settings.target == "azure" and any(not v.is_release for v in planned):
         f"the azure target publishes gallery versions X.Y.Z from release tags only; {dev} is a "
         "development version: set imagefactory:buildWorkingTree to false"
     )
-if settings.target == "azure" and "vhd" not in settings.formats and not native:
-    raise pulumi.RunError("the azure target imports the fixed VHD: add vhd to imagefactory:formats")
 
 upstream = None
 if not native:

@@ -20,6 +20,34 @@ AWS_REGION = re.compile(r"^[a-z]{2}(-gov)?-[a-z]+-\d$")
 AZURE_REGION = re.compile(r"^[a-z0-9]+$")
 DEBIAN_AWS_OWNER = "136693071363"  # the Debian cloud team's AWS account
 
+# The keys of imagefactory:aws and imagefactory:azure (README, "Cloud stacks").
+AWS_KEYS = (
+    "mode",
+    "region",
+    "copyRegions",
+    "bucket",
+    "importRole",
+    "deprecateAfterDays",
+    "sourceAmiOwner",
+    "sourceAmiName",
+    "instanceType",
+)
+AZURE_KEYS = (
+    "mode",
+    "resourceGroup",
+    "location",
+    "storageAccount",
+    "gallery",
+    "imageDefinition",
+    "publisher",
+    "offer",
+    "sku",
+    "targetRegions",
+    "endOfLifeDays",
+    "marketplace",
+)
+MARKETPLACE_KEYS = ("publisher", "offer", "sku", "version")
+
 
 @dataclass(frozen=True)
 class AwsSettings:
@@ -70,20 +98,34 @@ def require_owner(owner: str) -> str:
     return owner
 
 
+def _strings(prefix: str, raw: dict[str, Any], keys: tuple[str, ...]) -> None:
+    for key in keys:
+        if key in raw and not isinstance(raw[key], str):
+            raise FactoryError(f"{prefix}{key} is {raw[key]!r}; accepted: a string")
+
+
+def _days(key: str, value: Any) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= 3650:
+        raise FactoryError(f"{key} is {value!r}; accepted: a whole number of days from 1 to 3650")
+    return value
+
+
 def aws_settings(raw: dict[str, Any]) -> AwsSettings:
+    from imagefactory.settings import check_known_keys, string_list
+
+    check_known_keys("imagefactory:aws.", raw, AWS_KEYS)
+    _strings("imagefactory:aws.", raw, ("mode", "region", "bucket", "importRole", "sourceAmiName", "instanceType"))
     mode = raw.get("mode", "import")
     if mode not in ("import", "native"):
         raise FactoryError(f"imagefactory:aws.mode is {mode!r}; accepted values: import, native")
     region = raw.get("region", "us-east-1")
-    copies = tuple(raw.get("copyRegions", []))
+    copies = tuple(string_list("imagefactory:aws.copyRegions", raw.get("copyRegions", []), "[eu-central-1, us-east-1]"))
     for name in (region, *copies):
         if not AWS_REGION.match(name):
             raise FactoryError(f"imagefactory:aws region {name!r} is not an AWS region name such as eu-west-1")
     if region in copies:
         raise FactoryError(f"imagefactory:aws.copyRegions lists {region}, the build region; list only the others")
-    days = raw.get("deprecateAfterDays", 365)
-    if not isinstance(days, int) or isinstance(days, bool) or not 1 <= days <= 3650:
-        raise FactoryError(f"imagefactory:aws.deprecateAfterDays is {days!r}; accepted: 1 to 3650")
+    days = _days("imagefactory:aws.deprecateAfterDays", raw.get("deprecateAfterDays", 365))
     if mode == "import" and not raw.get("bucket"):
         raise FactoryError("imagefactory:aws.bucket is empty; the import mode uploads the disk to this S3 bucket")
     return AwsSettings(
@@ -93,33 +135,67 @@ def aws_settings(raw: dict[str, Any]) -> AwsSettings:
         bucket=raw.get("bucket", ""),
         import_role=raw.get("importRole", "vmimport"),
         deprecate_after_days=days,
-        source_ami_owner=require_owner(raw.get("sourceAmiOwner", DEBIAN_AWS_OWNER)),
+        source_ami_owner=require_owner(str(raw.get("sourceAmiOwner", DEBIAN_AWS_OWNER))),
         source_ami_name=raw.get("sourceAmiName", "debian-12-amd64-*"),
         instance_type=raw.get("instanceType", "t3.small"),
     )
 
 
 def azure_settings(raw: dict[str, Any]) -> AzureSettings:
+    from imagefactory.settings import check_known_keys
+
+    check_known_keys("imagefactory:azure.", raw, AZURE_KEYS)
+    _strings(
+        "imagefactory:azure.",
+        raw,
+        (
+            "mode",
+            "resourceGroup",
+            "location",
+            "storageAccount",
+            "gallery",
+            "imageDefinition",
+            "publisher",
+            "offer",
+            "sku",
+        ),
+    )
     mode = raw.get("mode", "import")
     if mode not in ("import", "native"):
         raise FactoryError(f"imagefactory:azure.mode is {mode!r}; accepted values: import, native")
     if not raw.get("resourceGroup"):
         raise FactoryError("imagefactory:azure.resourceGroup is empty; name the resource group of the gallery")
     regions = []
-    for item in raw.get("targetRegions", [{"name": raw.get("location", "westeurope"), "replicas": 1}]):
+    listed = raw.get("targetRegions", [{"name": raw.get("location", "westeurope"), "replicas": 1}])
+    if not isinstance(listed, list) or not listed:
+        raise FactoryError(
+            f"imagefactory:azure.targetRegions is {listed!r}; accepted: a non-empty list such as "
+            "[{name: westeurope, replicas: 2}]"
+        )
+    for item in listed:
+        if not isinstance(item, dict):
+            raise FactoryError(
+                f"imagefactory:azure.targetRegions: {item!r} is not an object; "
+                "accepted: {name: westeurope, replicas: 2}"
+            )
+        check_known_keys("imagefactory:azure.targetRegions[].", item, ("name", "replicas"))
         name, replicas = item.get("name", ""), item.get("replicas", 1)
+        if not isinstance(name, str):
+            name = repr(name)
         if not AZURE_REGION.match(name):
             raise FactoryError(f"imagefactory:azure.targetRegions: {name!r} is not an Azure region such as westeurope")
-        if not isinstance(replicas, int) or not 1 <= replicas <= 100:
+        if not isinstance(replicas, int) or isinstance(replicas, bool) or not 1 <= replicas <= 100:
             raise FactoryError(f"imagefactory:azure.targetRegions: replicas of {name} is {replicas!r}; accepted: 1-100")
         regions.append((name, replicas))
-    marketplace = {
-        "publisher": "Debian",
-        "offer": "debian-12",
-        "sku": "12-gen2",
-        "version": "",
-        **raw.get("marketplace", {}),
-    }
+    given = raw.get("marketplace", {})
+    if not isinstance(given, dict):
+        raise FactoryError(
+            f"imagefactory:azure.marketplace is {given!r}; accepted: an object "
+            "{publisher: Debian, offer: debian-12, sku: 12-gen2, version: <pinned version>}"
+        )
+    check_known_keys("imagefactory:azure.marketplace.", given, MARKETPLACE_KEYS)
+    _strings("imagefactory:azure.marketplace.", given, MARKETPLACE_KEYS)
+    marketplace = {"publisher": "Debian", "offer": "debian-12", "sku": "12-gen2", "version": "", **given}
     if mode == "native" and (not marketplace["version"] or marketplace["version"] == "latest"):
         raise FactoryError(
             "imagefactory:azure.marketplace.version must pin a version (not latest) for a reproducible native build"
@@ -136,7 +212,7 @@ def azure_settings(raw: dict[str, Any]) -> AzureSettings:
         offer=raw.get("offer", "debian"),
         sku=raw.get("sku", "12"),
         target_regions=tuple(regions),
-        end_of_life_days=raw.get("endOfLifeDays", 365),
+        end_of_life_days=_days("imagefactory:azure.endOfLifeDays", raw.get("endOfLifeDays", 365)),
         storage_account=raw.get("storageAccount", ""),
         marketplace=marketplace,
     )

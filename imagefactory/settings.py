@@ -7,8 +7,10 @@ accepts.
 
 from __future__ import annotations
 
+import difflib
 import re
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from imagefactory.cloud import aws_settings, azure_settings
@@ -20,6 +22,29 @@ FORMATS = ("raw", "qcow2", "vhd", "vmdk", "ova", "vhdx")
 FALLBACKS = ("stage0", "none")
 ACCELERATORS = ("auto", "kvm", "tcg")
 CHECKSUM = re.compile(r"^(sha256:[0-9a-f]{64}|sha512:[0-9a-f]{128}|file:.+)$")
+
+# The settings table: every `imagefactory:*` key with its type as declared in Pulumi.yaml (a unit
+# test holds the two together). components/config.py reads each key by this type.
+KEYS: dict[str, str] = {
+    "target": "string",
+    "releases": "array",
+    "buildWorkingTree": "boolean",
+    "tagPrefix": "string",
+    "upstreamUrl": "string",
+    "upstreamChecksum": "string",
+    "upstreamFallback": "string",
+    "registryDir": "string",
+    "workDir": "string",
+    "imageName": "string",
+    "formats": "array",
+    "diskSizeMiB": "integer",
+    "accelerator": "string",
+    "buildTimeoutMinutes": "integer",
+    "aws": "object",
+    "azure": "object",
+}
+# Where build output may live inside the project: only under the ignored state folder.
+STATE_DIR = ".state"
 
 
 @dataclass(frozen=True)
@@ -57,17 +82,48 @@ def _int_in(key: str, value: Any, low: int, high: int) -> int:
     return value
 
 
-def validate(raw: dict[str, Any]) -> Settings:
+def check_known_keys(prefix: str, raw: dict[str, Any], known: Any) -> None:
+    """An unknown key is a typo until proven otherwise: name it and the closest known key."""
+    for key in raw:
+        if key not in known:
+            close = difflib.get_close_matches(key, list(known), n=1, cutoff=0.6)
+            hint = f"did you mean {prefix}{close[0]}? " if close else ""
+            raise FactoryError(f"{prefix}{key} is not a setting; {hint}known settings: {', '.join(sorted(known))}")
+
+
+def string_list(key: str, value: Any, example: str) -> list[str]:
+    """A list of strings; a lone string is refused rather than read letter by letter."""
+    if isinstance(value, str):
+        raise FactoryError(f"{key} must be a list such as {example}; got the string {value!r}")
+    if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+        raise FactoryError(f"{key} must be a list of strings such as {example}; got {value!r}")
+    return value
+
+
+def _state_folder(key: str, value: Any, project_root: Path | None) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise FactoryError(f"imagefactory:{key} is empty; accepted: a folder under {STATE_DIR}/ or outside the project")
+    if project_root is not None:
+        root = project_root.resolve()
+        folder = (root / value).resolve()
+        if folder == root or (folder.is_relative_to(root) and not folder.is_relative_to(root / STATE_DIR)):
+            raise FactoryError(
+                f"imagefactory:{key} is {value!r}, inside the project's sources; accepted: a folder under "
+                f"{STATE_DIR}/ or outside the project"
+            )
+    return value
+
+
+def validate(raw: dict[str, Any], project_root: Path | None = None) -> Settings:
     """Turn raw config values (already typed by Pulumi) into Settings, or name what is wrong."""
     defaults = Settings()
+    check_known_keys("imagefactory:", raw, KEYS)
     get = raw.get
     target = _one_of("target", get("target", defaults.target), TARGETS)
     prefix = get("tagPrefix", defaults.tag_prefix)
     if not isinstance(prefix, str) or not re.fullmatch(r"[A-Za-z0-9._/-]*", prefix):
         raise FactoryError(f"imagefactory:tagPrefix is {prefix!r}; accepted: letters, digits and . _ / -")
-    releases = get("releases", [])
-    if not isinstance(releases, list):
-        raise FactoryError("imagefactory:releases must be a list of release tags such as [release-0.1.0]")
+    releases = string_list("imagefactory:releases", get("releases", []), "[release-0.1.0]")
     for tag in releases:
         try:
             parse_release_tag(tag, prefix)
@@ -75,8 +131,8 @@ def validate(raw: dict[str, Any]) -> Settings:
             raise FactoryError(f"imagefactory:releases: {exc}") from exc
     if len(set(releases)) != len(releases):
         raise FactoryError("imagefactory:releases lists a tag twice; list each release once")
-    formats = get("formats", list(defaults.formats))
-    if not isinstance(formats, list) or not formats:
+    formats = string_list("imagefactory:formats", get("formats", list(defaults.formats)), "[raw, qcow2]")
+    if not formats:
         raise FactoryError(f"imagefactory:formats must be a non-empty list of: {', '.join(FORMATS)}")
     for fmt in formats:
         _one_of("formats", fmt, FORMATS)
@@ -89,6 +145,12 @@ def validate(raw: dict[str, Any]) -> Settings:
     url = get("upstreamUrl", "")
     if target == "local" and not url:
         raise FactoryError("imagefactory:upstreamUrl is empty; give the URL or path of an upstream cloud image")
+    aws = aws_settings(_object("aws", get("aws", {}))) if target == "aws" else None
+    azure = azure_settings(_object("azure", get("azure", {}))) if target == "azure" else None
+    if aws is not None and aws.mode == "import" and "raw" not in formats:
+        raise FactoryError("imagefactory:formats has no raw; the aws target's import mode imports the RAW: add raw")
+    if azure is not None and azure.mode == "import" and "vhd" not in formats:
+        raise FactoryError("imagefactory:formats has no vhd; the azure target's import mode imports the VHD: add vhd")
     return Settings(
         target=target,
         releases=tuple(releases),
@@ -97,15 +159,15 @@ def validate(raw: dict[str, Any]) -> Settings:
         upstream_url=url,
         upstream_checksum=checksum,
         upstream_fallback=_one_of("upstreamFallback", get("upstreamFallback", "stage0"), FALLBACKS),
-        registry_dir=str(get("registryDir", defaults.registry_dir)),
-        work_dir=str(get("workDir", defaults.work_dir)),
+        registry_dir=_state_folder("registryDir", get("registryDir", defaults.registry_dir), project_root),
+        work_dir=_state_folder("workDir", get("workDir", defaults.work_dir), project_root),
         formats=tuple(dict.fromkeys(formats)),
         disk_size_mib=_int_in("diskSizeMiB", get("diskSizeMiB", defaults.disk_size_mib), 1024, 1024 * 1024),
         accelerator=_one_of("accelerator", get("accelerator", "auto"), ACCELERATORS),
         build_timeout_minutes=_int_in("buildTimeoutMinutes", get("buildTimeoutMinutes", 60), 5, 24 * 60),
         image_name=_image_name(get("imageName", defaults.image_name)),
-        aws=aws_settings(_object("aws", get("aws", {}))) if target == "aws" else None,
-        azure=azure_settings(_object("azure", get("azure", {}))) if target == "azure" else None,
+        aws=aws,
+        azure=azure,
     )
 
 

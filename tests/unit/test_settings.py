@@ -1,9 +1,12 @@
 """Stack settings: a bad value names the key and the values it accepts."""
 
+from pathlib import Path
+
 import pytest
+import yaml
 
 from imagefactory.errors import FactoryError
-from imagefactory.settings import validate
+from imagefactory.settings import KEYS, validate
 
 GOOD = {"upstreamUrl": "https://example.invalid/img.qcow2", "upstreamChecksum": "sha256:" + "a" * 64}
 
@@ -13,7 +16,8 @@ def test_defaults_are_the_safe_local_stack() -> None:
     assert settings.target == "local"
     assert settings.formats == ("raw", "qcow2", "vhd", "vmdk", "ova")
     assert settings.upstream_fallback == "stage0"
-    assert settings.disk_size_mib % 1 == 0
+    assert settings.disk_size_mib == 3072
+    assert (settings.registry_dir, settings.work_dir) == (".state/registry", ".state/work")
 
 
 @pytest.mark.parametrize(
@@ -35,3 +39,48 @@ def test_bad_values_are_refused_by_key_with_what_is_accepted(key: str, value: ob
     with pytest.raises(FactoryError) as caught:
         validate({**GOOD, key: value})
     assert message in str(caught.value)
+
+
+ROOT = Path(__file__).resolve().parents[2]
+AWS = {"bucket": "b", "region": "eu-west-1"}
+AZURE = {"resourceGroup": "rg", "storageAccount": "st"}
+
+
+def test_the_settings_table_is_the_one_pulumi_yaml_declares() -> None:
+    declared = yaml.safe_load((ROOT / "Pulumi.yaml").read_text())["config"]
+    assert {key: spec["type"] for key, spec in declared.items()} == KEYS
+
+
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [
+        ({"format": ["raw"]}, "imagefactory:format is not a setting; did you mean imagefactory:formats?"),
+        ({"diskSize": 4096}, "imagefactory:diskSize is not a setting; did you mean imagefactory:diskSizeMiB?"),
+        ({"releases": "release-0.1.0"}, "imagefactory:releases must be a list such as [release-0.1.0]; got the string"),
+        ({"formats": "qcow2"}, "imagefactory:formats must be a list such as [raw, qcow2]; got the string 'qcow2'"),
+        ({"workDir": ""}, "imagefactory:workDir is empty"),
+        ({"registryDir": "packer/out"}, "imagefactory:registryDir is 'packer/out', inside the project's sources"),
+        ({"workDir": "."}, "imagefactory:workDir is '.', inside the project's sources"),
+        ({"target": "aws", "aws": {**AWS, "copyRegions": "us-east-1"}}, "aws.copyRegions must be a list such as"),
+        ({"target": "aws", "aws": {**AWS, "copyRegion": ["us-east-1"]}}, "did you mean imagefactory:aws.copyRegions?"),
+        ({"target": "aws", "aws": AWS, "formats": ["qcow2"]}, "imagefactory:formats has no raw"),
+        ({"target": "azure", "azure": AZURE, "formats": ["raw"]}, "imagefactory:formats has no vhd"),
+        ({"target": "azure", "azure": {**AZURE, "targetRegions": "westeurope"}}, "azure.targetRegions is 'westeurope'"),
+        ({"target": "azure", "azure": {**AZURE, "targetRegions": ["westeurope"]}}, "'westeurope' is not an object"),
+        ({"target": "azure", "azure": {**AZURE, "marketplace": "Debian"}}, "azure.marketplace is 'Debian'; accepted"),
+        ({"target": "azure", "azure": {**AZURE, "endOfLifeDays": "soon"}}, "azure.endOfLifeDays is 'soon'"),
+        (
+            {"target": "azure", "azure": {**AZURE, "marketplace": {"skus": "x"}}},
+            "did you mean imagefactory:azure.marketplace.sku?",
+        ),
+    ],
+)
+def test_typos_and_wrong_shapes_are_refused_naming_the_key(raw: dict, message: str) -> None:
+    with pytest.raises(FactoryError) as caught:
+        validate({**GOOD, **raw}, ROOT)
+    assert message in str(caught.value)
+
+
+def test_state_folders_may_live_under_state_or_outside_the_project(tmp_path: Path) -> None:
+    settings = validate({**GOOD, "registryDir": str(tmp_path / "registry"), "workDir": ".state/elsewhere"}, ROOT)
+    assert settings.registry_dir == str(tmp_path / "registry")
