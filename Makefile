@@ -5,7 +5,7 @@ SHELL := /bin/bash
 ENV := source tools/env.sh
 STACK ?= local
 
-.PHONY: setup release test lint unit integration preview versions bench lookup deprecate retire reproducible
+.PHONY: setup release test lint unit integration preview versions bench lookup verify deprecate retire reproducible
 
 setup:
 	@tools/setup.sh
@@ -42,6 +42,10 @@ versions: setup
 lookup: setup
 	@$(ENV); python -m imagefactory.registry lookup --registry .state/registry --version "$(VERSION)" \
 	  $(if $(FORMAT),--format "$(FORMAT)")
+
+## verify: check published files against SHA256SUMS and their manifests, e.g. make verify VERSION=release-0.1.0 (all when none)
+verify: setup
+	@$(ENV); python -m imagefactory.registry verify --registry .state/registry $(if $(VERSION),--version "$(VERSION)")
 
 ## deprecate: announce that a version will be retired (it stays published and launchable).
 deprecate: setup

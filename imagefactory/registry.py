@@ -2,17 +2,23 @@
 
 Layout:
     <registry>/index.json            {"versions": {version: {...summary...}}}
-    <registry>/<version>/            the files of one version, SHA256SUMS, manifest.json
+    <registry>/<version>/            the files of one version (read-only), SHA256SUMS, manifest.json
+    <registry>/published.jsonl       append-only: the content of every version ever published
 
     python -m imagefactory.registry publish --registry R --staging D --version V
     python -m imagefactory.registry retire  --registry R --version V
     python -m imagefactory.registry lookup  --registry R --version V [--format qcow2]
     python -m imagefactory.registry list    --registry R
+    python -m imagefactory.registry verify  --registry R [--version V]
 
-Publishing is atomic: the version's folder is renamed into place, then the index is replaced
-by rename. Released versions are immutable: publishing a release again with different
-content is refused; publishing identical content is a no-op. Development versions
-(dev-<sha>[-dirty]) may be replaced.
+Publishing is atomic and durable: the version's files are written and fsynced under a
+temporary name, the folder is renamed into place, the ledger gets its record, and only then is
+the index replaced by rename. Released versions are immutable, judged by content: publishing a
+release again with different content is refused, even when index.json or the version's folder
+was deleted, because the ledger keeps every published digest; publishing identical content is
+a no-op (or restores what was deleted). Development versions (dev-<sha>[-dirty]) may be
+replaced. Every lookup checks the files it returns against SHA256SUMS and the manifest's
+digest in the index.
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ from __future__ import annotations
 import argparse
 import fcntl
 import json
+import os
 import shutil
 import sys
 from collections.abc import Iterator
@@ -52,21 +59,109 @@ def read_index(registry: Path) -> dict:
         raise FactoryError(f"{registry / 'index.json'} is not valid JSON: {exc}") from exc
 
 
+LEDGER = "published.jsonl"
+
+
+def _fsync(path: Path) -> None:
+    """Flush a file's or a folder's data and entries to disk."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 def _write_index(registry: Path, index: dict) -> None:
     tmp = registry / ".index.json.partial"
     tmp.write_text(json.dumps(index, indent=2, sort_keys=True) + "\n")
+    _fsync(tmp)
     tmp.replace(registry / "index.json")
+    _fsync(registry)
 
 
-def verify_folder(folder: Path) -> dict:
-    """Check every file of a version against its SHA256SUMS; return its manifest."""
-    manifest = json.loads((folder / "manifest.json").read_text())
-    sums = parse_sums((folder / "SHA256SUMS").read_text())
-    for name, (algorithm, digest) in sums.items():
+def read_ledger(registry: Path) -> dict[str, dict]:
+    """The last published record of each version, from the append-only ledger."""
+    path = registry / LEDGER
+    records: dict[str, dict] = {}
+    if not path.exists():
+        return records
+    for number, line in enumerate(path.read_text().splitlines(), 1):
+        try:
+            record = json.loads(line)
+            records[record["version"]] = record
+        except (ValueError, KeyError, TypeError):
+            raise FactoryError(
+                f"{path}:{number} is not a ledger record; the ledger of published digests is damaged"
+            ) from None
+    return records
+
+
+def _append_ledger(registry: Path, record: dict) -> None:
+    with open(registry / LEDGER, "a", encoding="utf-8") as handle:
+        handle.write(json.dumps(record, sort_keys=True) + "\n")
+        handle.flush()
+        os.fsync(handle.fileno())
+    _fsync(registry)
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise FactoryError(f"{path} is missing") from None
+    except ValueError as exc:
+        raise FactoryError(f"{path} is not valid JSON: {exc}") from None
+
+
+def verify_folder(folder: Path, formats: list[str] | None = None) -> dict:
+    """Check a version's files (all, or those of `formats`) against its SHA256SUMS and its
+    manifest; return the manifest. Every fault is one line that names the file."""
+    if not folder.is_dir():
+        raise FactoryError(f"{folder} is missing: the version's folder was deleted or moved")
+    manifest = _read_json(folder / "manifest.json")
+    sums_file = folder / "SHA256SUMS"
+    if not sums_file.is_file():
+        raise FactoryError(f"{sums_file} is missing")
+    sums = parse_sums(sums_file.read_text())
+    wanted = manifest.get("formats", {}) if formats is None else {f: manifest["formats"][f] for f in formats}
+    names = set(sums) if formats is None else {item["file"] for item in wanted.values()}
+    for fmt, item in wanted.items():
+        if item["file"] not in sums:
+            raise FactoryError(f"{folder / item['file']} ({fmt}) has no line in {sums_file}")
+        if sums[item["file"]][1] != item["sha256"]:
+            raise FactoryError(f"{folder / item['file']}: SHA256SUMS and manifest.json disagree on its digest")
+    for name in sorted(names):
+        algorithm, digest = sums[name]
+        if not (folder / name).is_file():
+            raise FactoryError(f"{folder / name} is missing")
         actual = file_digest(folder / name, algorithm)
         if actual != digest:
             raise FactoryError(f"{folder / name}: expected sha256:{digest}, actual sha256:{actual}")
     return manifest
+
+
+def verify(registry: Path, version: str | None = None) -> list[str]:
+    """Check published versions (one, or all) against the index's manifest digest and SHA256SUMS."""
+    index = read_index(registry)
+    if version is not None:
+        _known(index, version)
+    checked = [version] if version else sorted(index["versions"])
+    for name in checked:
+        _verify_published(registry, index, name)
+    return checked
+
+
+def _verify_published(registry: Path, index: dict, version: str, formats: list[str] | None = None) -> dict:
+    folder = registry / version
+    manifest_file = folder / "manifest.json"
+    if not folder.is_dir():
+        raise FactoryError(f"{folder} is missing: {version} is in the index but its folder was deleted or moved")
+    if not manifest_file.is_file():
+        raise FactoryError(f"{manifest_file} is missing")
+    recorded = index["versions"][version].get("manifest_sha256")
+    if recorded and file_digest(manifest_file) != recorded:
+        raise FactoryError(f"{manifest_file} does not match the digest the index recorded when {version} was published")
+    return verify_folder(folder, formats)
 
 
 def content_key(manifest: dict) -> dict:
@@ -101,6 +196,13 @@ def publish(registry: Path, staging: Path, version: str) -> dict:
     with _locked(registry):
         index = read_index(registry)
         target = registry / version
+        recorded = read_ledger(registry).get(version)
+        if recorded and not is_dev(version) and recorded["content"] != content_key(manifest):
+            raise FactoryError(
+                f"{version} was published before with different content (commit {recorded['content']['commit'][:12]}, "
+                f"ledger {registry / LEDGER}); releases are immutable, even when their folder or the index is "
+                "deleted: tag a new version instead"
+            )
         if version in index["versions"] and target.is_dir():
             existing = json.loads((target / "manifest.json").read_text())
             if content_key(existing) == content_key(manifest):
@@ -115,6 +217,10 @@ def publish(registry: Path, staging: Path, version: str) -> dict:
         incoming = registry / f".{version}.incoming"
         shutil.rmtree(incoming, ignore_errors=True)
         shutil.copytree(staging, incoming, copy_function=_link_or_copy)
+        for item in incoming.iterdir():
+            item.chmod(0o444)  # published files are never written again
+            _fsync(item)
+        _fsync(incoming)
         if target.exists():
             retired = registry / f".{version}.replaced"
             shutil.rmtree(retired, ignore_errors=True)
@@ -123,6 +229,15 @@ def publish(registry: Path, staging: Path, version: str) -> dict:
             shutil.rmtree(retired, ignore_errors=True)
         else:
             incoming.replace(target)
+        _fsync(registry)
+        _append_ledger(
+            registry,
+            {
+                "version": version,
+                "content": content_key(manifest),
+                "manifest_sha256": file_digest(target / "manifest.json"),
+            },
+        )
         index["versions"][version] = {
             "commit": manifest["commit"],
             "build_time": manifest["build_time"],
@@ -180,6 +295,8 @@ def retire(registry: Path, version: str, missing_ok: bool = False) -> None:
 def check_not_moved(registry: Path, version: str, commit: str) -> None:
     """Refuse, before anything is built, a release whose tag now points at another commit."""
     published = read_index(registry)["versions"].get(version)
+    if published is None and version in (ledger := read_ledger(registry)):
+        published = ledger[version]["content"]
     if published and not is_dev(version) and published["commit"] != commit:
         raise FactoryError(
             f"tag {version} now points at {commit[:12]}, but {version} was published from "
@@ -193,7 +310,14 @@ def lookup(registry: Path, version: str, fmt: str | None = None) -> dict:
     if version not in index["versions"]:
         available = ", ".join(sorted(index["versions"])) or "none"
         raise FactoryError(f"version {version} is not published; published versions: {available}")
-    manifest = json.loads((registry / version / "manifest.json").read_text())
+    if not (registry / version).is_dir():
+        raise FactoryError(
+            f"{registry / version} is missing: {version} is in the index but its folder was deleted or moved"
+        )
+    manifest = _read_json(registry / version / "manifest.json")
+    if fmt is not None and fmt not in manifest["formats"]:
+        raise FactoryError(f"{version} has no {fmt} image; it has: {', '.join(sorted(manifest['formats']))}")
+    _verify_published(registry, index, version, [fmt] if fmt else None)
     found = entry(registry, manifest)
     if "deprecated" in index["versions"][version]:
         print(
@@ -210,10 +334,12 @@ def lookup(registry: Path, version: str, fmt: str | None = None) -> dict:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="The on-disk registry of published image versions.")
     sub = parser.add_subparsers(dest="command", required=True)
-    for name in ("publish", "deprecate", "retire", "lookup", "list"):
+    for name in ("publish", "deprecate", "retire", "lookup", "list", "verify"):
         cmd = sub.add_parser(name)
         cmd.add_argument("--registry", type=Path, required=True)
-        if name != "list":
+        if name == "verify":
+            cmd.add_argument("--version", help="one version; all published versions when omitted")
+        elif name != "list":
             cmd.add_argument("--version", required=True)
     sub.choices["publish"].add_argument("--staging", type=Path, required=True)
     sub.choices["retire"].add_argument(
@@ -235,6 +361,9 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "lookup":
             found = lookup(args.registry, args.version, args.format)
             print(found["path"] if args.format else json.dumps(found, indent=2))
+        elif args.command == "verify":
+            for version in verify(args.registry, args.version or None):
+                print(f"{version}: every file matches SHA256SUMS and the manifest")
         else:
             print("\n".join(sorted(read_index(args.registry)["versions"])))
     except FactoryError as exc:

@@ -1,6 +1,7 @@
 """Registry: publishing is atomic, releases are immutable, lookups name what exists."""
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -107,3 +108,71 @@ def test_retire_removes_the_version_and_its_files(tmp_path: Path) -> None:
     registry.retire(reg, "release-0.1.0", missing_ok=True)
     with pytest.raises(FactoryError, match="not in the registry"):
         registry.retire(reg, "release-0.1.0")
+
+
+def published(tmp_path: Path, version: str = "release-0.1.0") -> tuple[Path, Path]:
+    reg = tmp_path / "reg"
+    registry.publish(reg, staging(tmp_path, version), version)
+    return reg, reg / version / f"img-{version}.qcow2"
+
+
+def test_published_files_are_read_only(tmp_path: Path) -> None:
+    reg, _ = published(tmp_path)
+    for item in (reg / "release-0.1.0").iterdir():
+        assert item.stat().st_mode & 0o222 == 0, f"{item} is writable"
+
+
+@pytest.mark.parametrize(
+    ("damage", "message"),
+    [
+        (
+            lambda reg, image: image.chmod(0o644) or image.write_bytes(b"tampered"),
+            r"img-release-0.1.0.qcow2: expected sha256:",
+        ),
+        (lambda reg, image: image.unlink(), r"img-release-0.1.0.qcow2 is missing"),
+        (
+            lambda reg, image: shutil.rmtree(reg / "release-0.1.0"),
+            r"release-0.1.0 is missing: release-0.1.0 is in the index",
+        ),
+        (lambda reg, image: (reg / "release-0.1.0" / "SHA256SUMS").unlink(), r"SHA256SUMS is missing"),
+        (
+            lambda reg, image: (
+                (reg / "release-0.1.0" / "manifest.json").chmod(0o644)
+                or (reg / "release-0.1.0" / "manifest.json").write_text(
+                    (reg / "release-0.1.0" / "manifest.json").read_text() + " "
+                )
+            ),
+            r"manifest.json does not match the digest the index recorded",
+        ),
+    ],
+)
+def test_lookup_and_verify_name_a_tampered_or_missing_file(tmp_path: Path, damage, message: str) -> None:  # type: ignore[no-untyped-def]  # a lambda per case
+    reg, image = published(tmp_path)
+    damage(reg, image)
+    for check in (lambda: registry.lookup(reg, "release-0.1.0", "qcow2"), lambda: registry.verify(reg)):
+        with pytest.raises(FactoryError, match=message) as caught:
+            check()
+        assert "\n" not in str(caught.value), "one line"
+    assert registry.main(["verify", "--registry", str(reg)]) == 1
+
+
+def test_verify_passes_on_an_untouched_registry(tmp_path: Path) -> None:
+    reg, _ = published(tmp_path)
+    assert registry.verify(reg) == ["release-0.1.0"]
+    assert registry.verify(reg, "release-0.1.0") == ["release-0.1.0"]
+
+
+@pytest.mark.parametrize("lost", ["index", "folder", "both"])
+def test_deleting_the_index_or_the_folder_never_lets_a_release_change(tmp_path: Path, lost: str) -> None:
+    reg, _ = published(tmp_path)
+    if lost in ("index", "both"):
+        (reg / "index.json").unlink()
+    if lost in ("folder", "both"):
+        shutil.rmtree(reg / "release-0.1.0")
+    with pytest.raises(FactoryError, match=r"published before with different content"):
+        registry.publish(reg, staging(tmp_path, "release-0.1.0", b"other bytes"), "release-0.1.0")
+    with pytest.raises(FactoryError, match=r"tag release-0.1.0 now points at"):
+        registry.check_not_moved(reg, "release-0.1.0", "b" * 40)
+    restored = registry.publish(reg, staging(tmp_path, "release-0.1.0"), "release-0.1.0")
+    assert registry.verify(reg) == ["release-0.1.0"], "the same content may be published again"
+    assert restored["version"] == "release-0.1.0"
