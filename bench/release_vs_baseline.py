@@ -29,6 +29,7 @@ from pathlib import Path
 
 from bench.stages import machine
 from imagefactory import build, formats
+from imagefactory.upstream import UNREACHABLE_SUMS, UNREACHABLE_URL, resolve_with_fallback
 from tests.helpers import copy_project, init_git, pulumi, pulumi_env
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -192,18 +193,17 @@ def main() -> int:
         env = pulumi_env(project)
         pulumi(project, "stack", "init", "local", "--secrets-provider", "passphrase", env=env)
         for key, value in (
-            ("upstreamUrl", "/nonexistent/upstream.qcow2"),
-            ("upstreamChecksum", "file:/nonexistent/SHA256SUMS"),
+            ("upstreamUrl", UNREACHABLE_URL),
+            ("upstreamChecksum", UNREACHABLE_SUMS),
         ):
             pulumi(project, "config", "set", f"imagefactory:{key}", value, "--stack", "local", env=env)
         mine = ours(project, env)
         upstream_out = json.loads(pulumi(project, "stack", "output", "--json", "--stack", "local", env=env).stdout)[
             "upstream"
         ]
-        from imagefactory.upstream import resolve_with_fallback
 
         cache = Path(os.environ.get("IMAGEFACTORY_CACHE", Path.home() / ".cache" / "imagefactory"))
-        up = resolve_with_fallback("/nonexistent/upstream.qcow2", "file:/nonexistent/SHA256SUMS", "stage0", cache)
+        up = resolve_with_fallback(UNREACHABLE_URL, UNREACHABLE_SUMS, "stage0", cache)
         if up.sha256 != upstream_out["sha256"]:
             raise RuntimeError("the baseline must start from the same upstream image as the release")
         base = baseline(project, up.path, up.sha256, mine["version"], commit)

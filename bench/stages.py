@@ -65,8 +65,8 @@ def main() -> int:
             stages,
             "upstream",
             upstream.resolve_with_fallback,
-            "/nonexistent/upstream.qcow2",
-            "file:/nonexistent/SHA256SUMS",
+            upstream.UNREACHABLE_URL,
+            upstream.UNREACHABLE_SUMS,
             "stage0",
             cache,
         )

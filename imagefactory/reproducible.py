@@ -192,10 +192,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--report", type=Path, default=Path("bench/results/reproducibility.json"))
     parser.add_argument(
         "--upstream-url",
-        default="/nonexistent/upstream.qcow2",
+        default=upstream.UNREACHABLE_URL,
         help="defaults to the stage-0 image (cached), as on machines without internet",
     )
-    parser.add_argument("--upstream-checksum", default="file:/nonexistent/SHA256SUMS")
+    parser.add_argument("--upstream-checksum", default=upstream.UNREACHABLE_SUMS)
     args = parser.parse_args(argv)
     root = Path(__file__).resolve().parent.parent
     cache = Path(os.environ.get("IMAGEFACTORY_CACHE", Path.home() / ".cache" / "imagefactory"))

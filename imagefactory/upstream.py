@@ -4,8 +4,10 @@
 
 Prints one JSON object: the verified local path, its sha256, and where it came from. The
 image is verified before anything boots it. A checksum mismatch always stops the release (a
-mismatch is never a reason to fall back); an upstream that cannot be fetched falls back to
-the stage-0 image when the stack allows it, and says so.
+mismatch is never a reason to fall back), and so does an upstream that is missing: a path that
+does not exist, an HTTP error such as 404, a checksum file that is unreadable, malformed or does
+not list the image. Only an unreachable network (no route, refused, no DNS, timeout) falls back
+to the stage-0 image, when the stack allows it, and says so.
 """
 
 from __future__ import annotations
@@ -28,10 +30,21 @@ from imagefactory.errors import FactoryError
 
 STAGE0_SCRIPT = Path(__file__).resolve().parent / "stage0" / "build.sh"
 FETCH_TIMEOUT = 20
+# An upstream on a closed local port: unreachable at once, without traffic to any other address.
+# Tests and benchmarks use it to take the stage-0 path the way a machine without internet does.
+UNREACHABLE_URL = "http://127.0.0.1:9/debian-12-genericcloud-amd64.qcow2"
+UNREACHABLE_SUMS = "file:http://127.0.0.1:9/SHA512SUMS"
 
 
 class Unreachable(FactoryError):
-    """The upstream (or its checksum file) could not be fetched."""
+    """The network did not answer: the only fault that may fall back to stage-0."""
+
+
+def _fetch_error(url: str, exc: Exception) -> FactoryError:
+    """An HTTP answer (404, 403...) means the upstream is wrong, not that the network is down."""
+    if isinstance(exc, urllib.error.HTTPError):
+        return FactoryError(f"{url} answered HTTP {exc.code} {exc.reason}; check imagefactory:upstreamUrl/Checksum")
+    return Unreachable(f"cannot reach {url}: {getattr(exc, 'reason', exc)}")
 
 
 @dataclass(frozen=True)
@@ -59,11 +72,12 @@ def _read(location: str) -> bytes:
             with urllib.request.urlopen(location, timeout=FETCH_TIMEOUT) as response:  # noqa: S310 - http(s) only
                 return response.read()
         except (urllib.error.URLError, TimeoutError, OSError) as exc:
-            raise Unreachable(f"cannot fetch {location}: {getattr(exc, 'reason', exc)}") from exc
+            raise _fetch_error(location, exc) from None
     path = Path(location.removeprefix("file://"))
-    if not path.is_file():
-        raise Unreachable(f"{path} does not exist")
-    return path.read_bytes()
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise FactoryError(f"cannot read {path}: {exc.strerror}") from None
 
 
 def _download(url: str, dest: Path) -> None:
@@ -73,7 +87,7 @@ def _download(url: str, dest: Path) -> None:
             shutil.copyfileobj(response, out, 4 * 1024 * 1024)
     except (urllib.error.URLError, TimeoutError, OSError) as exc:
         part.unlink(missing_ok=True)
-        raise Unreachable(f"cannot fetch {url}: {getattr(exc, 'reason', exc)}") from exc
+        raise _fetch_error(url, exc) from None
     part.replace(dest)
 
 
@@ -83,7 +97,12 @@ def expected_digest(checksum: str, image_name: str) -> tuple[str, str]:
         raise FactoryError("imagefactory:upstreamChecksum is empty; an upstream image is never used unverified")
     if checksum.startswith("file:"):
         location = checksum.removeprefix("file:")
-        sums = parse_sums(_read(location).decode(errors="replace"))
+        try:
+            sums = parse_sums(_read(location).decode(errors="replace"))
+        except Unreachable:
+            raise
+        except FactoryError as exc:
+            raise FactoryError(f"checksum file {location}: {exc}") from None
         if image_name not in sums:
             raise FactoryError(f"checksum file {location} has no entry for {image_name}")
         return sums[image_name]
@@ -105,7 +124,7 @@ def resolve(url: str, checksum: str, cache: Path) -> Upstream:
     else:
         local = Path(url.removeprefix("file://")).resolve()
         if not local.is_file():
-            raise Unreachable(f"upstream image {local} does not exist")
+            raise FactoryError(f"upstream image {local} does not exist; check imagefactory:upstreamUrl")
         via = "path"
     verify(local, algorithm, expected)
     sha256 = expected if algorithm == "sha256" else file_digest(local, "sha256")

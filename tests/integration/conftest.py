@@ -14,11 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from imagefactory.upstream import UNREACHABLE_SUMS, UNREACHABLE_URL
 from tests.helpers import copy_project, init_git, pulumi, pulumi_env
-
-# An upstream that cannot be fetched, so the pipeline falls back to the stage-0 image
-# without any attempt to reach the internet.
-UNREACHABLE_UPSTREAM = "/nonexistent/debian-12-genericcloud-amd64.qcow2"
 
 
 @dataclass
@@ -48,8 +45,10 @@ def new_project(folder: Path, prepare: Callable[[Path], None] | None = None, tag
     init_git(path, tag)
     project = Project(path, pulumi_env(path))
     pulumi(path, "stack", "init", project.stack, "--secrets-provider", "passphrase", env=project.env)
-    project.config("upstreamUrl", UNREACHABLE_UPSTREAM)
-    project.config("upstreamChecksum", "file:/nonexistent/SHA256SUMS")
+    # An upstream on a closed local port: the pipeline falls back to the stage-0 image as on a
+    # machine without internet, and sends nothing to any other address.
+    project.config("upstreamUrl", UNREACHABLE_URL)
+    project.config("upstreamChecksum", UNREACHABLE_SUMS)
     return project
 
 
