@@ -12,7 +12,9 @@ setup:
 
 ## release: build, seal, check, convert and publish the images of the local stack (pulumi up).
 release: setup
-	@$(ENV); tools/stack.sh select $(STACK); pulumi up --yes --skip-preview --non-interactive --stack $(STACK)
+	@$(ENV); tools/stack.sh select $(STACK); \
+	  python -m imagefactory.locks --backend "$${PULUMI_BACKEND_URL#file://}" --stack $(STACK); \
+	  pulumi up --yes --skip-preview --non-interactive --stack $(STACK)
 	@$(ENV); pulumi stack output --stack $(STACK) images
 
 ## preview: what a `make release` would change, as a reviewer reads it.

@@ -19,6 +19,7 @@ import datetime as dt
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -34,10 +35,34 @@ from imagefactory.versions import iso_time, validate_version_name
 BUILD_USER = "imagebuild"
 
 
-def _secret_dir() -> Path:
+KEY_PREFIX = "imagefactory-key-"
+
+
+def _key_base() -> Path:
     shm = Path("/dev/shm")  # noqa: S108 - memory-backed storage keeps the key off disk
-    base = shm if shm.is_dir() and os.access(shm, os.W_OK) else None
-    return Path(tempfile.mkdtemp(prefix="imagefactory-key-", dir=base))
+    return shm if shm.is_dir() and os.access(shm, os.W_OK) else Path(tempfile.gettempdir())
+
+
+def _secret_dir() -> Path:
+    """A folder for this build's key, named by this process so a killed build's key is found."""
+    return Path(tempfile.mkdtemp(prefix=f"{KEY_PREFIX}{os.getpid()}-", dir=_key_base()))
+
+
+def remove_orphan_keys(base: Path | None = None) -> list[Path]:
+    """Delete the key folders of builds whose process is gone (a build killed with SIGKILL)."""
+    removed = []
+    for folder in (base or _key_base()).glob(f"{KEY_PREFIX}*"):
+        pid = folder.name.removeprefix(KEY_PREFIX).split("-", 1)[0]
+        if not pid.isdigit():
+            continue
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            shutil.rmtree(folder, ignore_errors=True)
+            removed.append(folder)
+        except PermissionError:
+            pass  # another user's live build
+    return removed
 
 
 def make_build_key(folder: Path) -> tuple[Path, str]:
@@ -57,11 +82,21 @@ def run_packer(args: list[str], log: Path, cwd: Path, env: dict[str, str]) -> in
         )
         if proc.stdout is None:
             raise FactoryError("could not read Packer's output")
-        for line in proc.stdout:
-            sys.stderr.write(line)
-            sys.stderr.flush()
-            log_file.write(line)
-            tail.append(line.rstrip())
+        try:
+            for line in proc.stdout:
+                sys.stderr.write(line)
+                sys.stderr.flush()
+                log_file.write(line)
+                tail.append(line.rstrip())
+        except BaseException:
+            # Interrupted: let Packer stop its VM and delete its output, then give up on it.
+            proc.send_signal(signal.SIGINT)
+            try:
+                proc.wait(timeout=90)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+            raise
         code = proc.wait()
     run_packer.tail = list(tail)  # type: ignore[attr-defined]
     return code
@@ -88,6 +123,8 @@ def build(opts: argparse.Namespace) -> dict[str, object]:
     output = work / f"build-{stamp}"
     build_time = iso_time(opts.build_epoch)
 
+    for orphan in remove_orphan_keys():
+        print(f"build: removed the SSH key of a killed build ({orphan})", file=sys.stderr)
     secrets = _secret_dir()
     try:
         key, public_key = make_build_key(secrets)
@@ -131,6 +168,9 @@ def build(opts: argparse.Namespace) -> dict[str, object]:
             source / "packer",
             env,
         )
+    except BaseException:
+        shutil.rmtree(output, ignore_errors=True)
+        raise
     finally:
         shutil.rmtree(secrets, ignore_errors=True)
 
@@ -144,7 +184,7 @@ def build(opts: argparse.Namespace) -> dict[str, object]:
     print(f"build: re-mastering the root filesystem of {version} for a reproducible RAW", file=sys.stderr)
     try:
         remastered = remaster(raw, version, opts.build_epoch, output / "remaster")
-    except FactoryError:
+    except BaseException:  # a failure or an interrupt: keep nothing half-made
         shutil.rmtree(output, ignore_errors=True)
         raise
     sha256 = file_digest(raw)
@@ -218,11 +258,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--timeout-minutes", type=int, default=60)
     parser.add_argument("--build-epoch", type=int, required=True, help="commit time, stamped as BUILD_TIME")
     opts = parser.parse_args(argv)
+    # A cancelled `pulumi up` sends SIGTERM: unwind like Ctrl-C, so the key is deleted and Packer
+    # (which gets the signal too, in the same process group) stops its VM and cleans up.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
         result = build(opts)
     except FactoryError as exc:
         print(f"build: {exc}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        print("build: interrupted; no image was kept", file=sys.stderr)
+        return 130
     print(json.dumps(result))
     return 0
 
