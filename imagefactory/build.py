@@ -24,6 +24,7 @@ import subprocess
 import sys
 import tempfile
 from collections import deque
+from collections.abc import Callable
 from pathlib import Path
 
 from imagefactory import accel, fstree
@@ -73,8 +74,11 @@ def make_build_key(folder: Path) -> tuple[Path, str]:
     return key, (folder / "id_ed25519.pub").read_text().strip()
 
 
-def run_packer(args: list[str], log: Path, cwd: Path, env: dict[str, str]) -> int:
-    """Run Packer, copying each line to stderr and the log; keep the tail for the error message."""
+def run_packer(
+    args: list[str], log: Path, cwd: Path, env: dict[str, str], on_interrupt: Callable[[], None] = lambda: None
+) -> int:
+    """Run Packer, copying each line to stderr and the log; keep the tail for the error message.
+    On an interrupt, `on_interrupt` runs first (it deletes the build key), then Packer is stopped."""
     tail: deque[str] = deque(maxlen=25)
     with open(log, "a", encoding="utf-8") as log_file:
         proc = subprocess.Popen(
@@ -89,7 +93,9 @@ def run_packer(args: list[str], log: Path, cwd: Path, env: dict[str, str]) -> in
                 log_file.write(line)
                 tail.append(line.rstrip())
         except BaseException:
-            # Interrupted: let Packer stop its VM and delete its output, then give up on it.
+            # Interrupted: the key goes first (a SIGKILL may follow), then Packer may stop its VM
+            # and delete its output.
+            on_interrupt()
             proc.send_signal(signal.SIGINT)
             try:
                 proc.wait(timeout=90)
@@ -167,6 +173,7 @@ def build(opts: argparse.Namespace) -> dict[str, object]:
             log,
             source / "packer",
             env,
+            on_interrupt=lambda: shutil.rmtree(secrets, ignore_errors=True),
         )
     except BaseException:
         shutil.rmtree(output, ignore_errors=True)

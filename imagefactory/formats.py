@@ -252,6 +252,7 @@ def main(argv: list[str] | None = None) -> int:
             raise FactoryError(f"{args.raw} changed since it was sealed and checked; rebuild the image")
         tmp_out = args.out.with_name(f".{args.out.name}.partial")
         shutil.rmtree(tmp_out, ignore_errors=True)
+        print(f"formats: converting {args.version} to {args.formats}", file=sys.stderr)
         formats = produce(args.raw, tmp_out, args.name, args.version, args.formats.split(","), args.build_epoch)
         manifest = {
             "version": args.version,

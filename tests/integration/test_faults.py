@@ -1,0 +1,148 @@
+"""Faults a release must survive: killed during Packer and during the conversions (SIGINT, then
+SIGKILL to the whole process tree), a live run beside it, a tampered registry.
+
+After each kill: no published part of the version, no stray QEMU, no build key in /dev/shm; the
+next plain `make release` completes without a manual step.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from imagefactory.build import KEY_PREFIX, _key_base
+from tests.integration.conftest import Project, new_project
+
+
+def descendants(pid: int) -> list[int]:
+    table = subprocess.run(["ps", "-e", "-o", "pid=,ppid="], capture_output=True, text=True, check=True).stdout
+    children: dict[int, list[int]] = {}
+    for line in table.splitlines():
+        child, parent = (int(field) for field in line.split())
+        children.setdefault(parent, []).append(child)
+    found, queue = [], [pid]
+    while queue:
+        for child in children.get(queue.pop(), []):
+            found.append(child)
+            queue.append(child)
+    return found
+
+
+def processes_of(project: Project) -> list[str]:
+    result = subprocess.run(["pgrep", "-af", str(project.path)], capture_output=True, text=True, check=False)
+    return [line for line in result.stdout.splitlines() if "pgrep" not in line]
+
+
+def live_keys() -> list[Path]:
+    """Build keys in /dev/shm, excluding those of builds still running."""
+    keys = []
+    for folder in _key_base().glob(f"{KEY_PREFIX}*"):
+        pid = int(folder.name.removeprefix(KEY_PREFIX).split("-", 1)[0])
+        if not Path(f"/proc/{pid}").exists():
+            keys.append(folder)
+    return keys
+
+
+def release_and_kill(project: Project, moment: Callable[[], bool], deadline: int = 900) -> str:
+    """Start a release, wait for `moment`, then SIGINT it and SIGKILL its whole process tree."""
+    log = project.path / "killed-release.log"
+    with open(log, "w") as out:
+        run = subprocess.Popen(
+            ["make", "release"], cwd=project.path, env=project.env, stdout=out, stderr=subprocess.STDOUT
+        )
+        start = time.monotonic()
+        while not moment():
+            assert run.poll() is None, f"the release ended before the kill point:\n{log.read_text()[-3000:]}"
+            assert time.monotonic() - start < deadline, "the kill point never came"
+            time.sleep(1)
+        tree = [run.pid, *descendants(run.pid)]
+        pulumi = [
+            p
+            for p in tree
+            if Path(f"/proc/{p}/comm").exists() and "pulumi" == Path(f"/proc/{p}/comm").read_text().strip()
+        ]
+        for pid in pulumi or [run.pid]:
+            os.kill(pid, signal.SIGINT)
+        time.sleep(5)
+        for pid in [run.pid, *descendants(run.pid), *tree]:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        run.wait()
+    return log.read_text()
+
+
+def assert_clean_after_kill(project: Project, version: str) -> None:
+    time.sleep(2)
+    assert processes_of(project) == [], "no process of the killed release survives (no stray QEMU)"
+    assert live_keys() == [], "no build key is left in /dev/shm"
+    assert version not in project.registry_index()["versions"], "nothing of the version was published"
+    assert not (project.path / ".state" / "registry" / version).exists()
+
+
+def make_release(project: Project) -> subprocess.CompletedProcess[str]:
+    result = subprocess.run(
+        ["make", "release"], cwd=project.path, env=project.env, capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0, f"make release failed:\n{result.stdout[-6000:]}\n{result.stderr[-3000:]}"
+    return result
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory: pytest.TempPathFactory) -> Project:
+    return new_project(tmp_path_factory.mktemp("faults") / "project")
+
+
+def current_version(project: Project) -> str:
+    preview = json.loads(project.pulumi("preview", "--json").stdout)
+    names = {step["urn"].split("::")[-1] for step in preview["steps"]}
+    return next(name.removesuffix("-packer") for name in names if name.endswith("-packer"))
+
+
+def test_a_release_killed_during_packer_and_during_the_conversions_loses_nothing(project: Project) -> None:
+    version = current_version(project)
+
+    def packer_vm_runs() -> bool:
+        return any("qemu-system" in line for line in processes_of(project))
+
+    release_and_kill(project, packer_vm_runs)
+    assert_clean_after_kill(project, version)
+
+    def converting() -> bool:
+        return any((project.path / ".state" / "work").glob("**/.*.partial"))
+
+    release_and_kill(project, converting, deadline=1800)
+    assert_clean_after_kill(project, version)
+
+    result = make_release(project)
+    images = project.outputs()["images"]
+    assert version in images, result.stdout[-3000:]
+    assert live_keys() == []
+    assert processes_of(project) == []
+
+
+def test_a_second_release_beside_a_live_one_is_refused_naming_it(project: Project) -> None:
+    with subprocess.Popen(["sleep", "60"]) as live:
+        folder = Path(project.env["PULUMI_BACKEND_URL"].removeprefix("file://")) / ".pulumi" / "locks"
+        lock = folder / "organization" / "imagefactory" / project.stack / "held-by-a-live-run.json"
+        lock.parent.mkdir(parents=True, exist_ok=True)
+        lock.write_text(
+            json.dumps({"pid": live.pid, "username": "u", "hostname": os.uname().nodename, "timestamp": "now"})
+        )
+        try:
+            result = subprocess.run(
+                ["make", "release"], cwd=project.path, env=project.env, capture_output=True, text=True, check=False
+            )
+        finally:
+            live.kill()
+            lock.unlink()
+    assert result.returncode != 0
+    assert f"in use by a running release (pid {live.pid}" in result.stdout + result.stderr
