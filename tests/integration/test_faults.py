@@ -7,6 +7,7 @@ next plain `make release` completes without a manual step.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -66,16 +67,14 @@ def release_and_kill(project: Project, moment: Callable[[], bool], deadline: int
         pulumi = [
             p
             for p in tree
-            if Path(f"/proc/{p}/comm").exists() and "pulumi" == Path(f"/proc/{p}/comm").read_text().strip()
+            if Path(f"/proc/{p}/comm").exists() and Path(f"/proc/{p}/comm").read_text().strip() == "pulumi"
         ]
         for pid in pulumi or [run.pid]:
             os.kill(pid, signal.SIGINT)
         time.sleep(5)
         for pid in [run.pid, *descendants(run.pid), *tree]:
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
         run.wait()
     return log.read_text()
 
