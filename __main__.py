@@ -109,6 +109,7 @@ def local_build(version: versions.Version, source: ReleaseVersion, upstream: Ups
             "formats": list(settings.formats),
             "out_dir": str(work_dir / version.name),
             "image_name": settings.image_name,
+            "code_dir": source.source_dir,
         },
     )
     release = ImageRelease(

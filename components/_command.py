@@ -25,11 +25,16 @@ def python_step(
     triggers: list[Any],
     opts: pulumi.ResourceOptions,
     delete: str | None = None,
+    code_dir: pulumi.Input[str] | None = None,
 ) -> local.Command:
-    """A Command that runs `python -m imagefactory.<module_args>` (a shell fragment of "$VARS")."""
+    """A Command that runs `python -m imagefactory.<module_args>` (a shell fragment of "$VARS").
+
+    `code_dir` is the tree whose `imagefactory` package runs: a release's steps that shape its
+    bytes run from its tag's tree, so newer code in the checkout never changes a release."""
+    code: pulumi.Input[str] = code_dir if code_dir is not None else str(PROJECT_ROOT)
     env: dict[str, pulumi.Input[str]] = {
         "PYTHON": sys.executable,
-        "PYTHONPATH": str(PROJECT_ROOT),
+        "PYTHONPATH": code,
         "PYTHONUNBUFFERED": "1",
         **environment,
     }
@@ -38,7 +43,7 @@ def python_step(
         create=f'exec "$PYTHON" -m imagefactory.{module_args}',
         delete=delete,
         environment=env,
-        dir=str(PROJECT_ROOT),
+        dir=code,
         triggers=triggers,
         logging=local.Logging.STDERR,
         opts=opts,

@@ -18,7 +18,8 @@ class ImageBuildArgs(TypedDict):
     build_epoch: int
     """Commit time; stamped as BUILD_TIME so a rebuild of a tag stamps the same time."""
     source_dir: pulumi.Input[str]
-    """Folder holding packer/ and ansible/: the tag's tree for releases, the working tree for dev builds."""
+    """Folder holding packer/, ansible/ and imagefactory/: the tag's tree for releases, the working
+    tree for dev builds. The build, re-master and seal check run from its imagefactory package."""
     source_digest: str
     """Digest of packer/ and ansible/ of the working tree (dev builds); empty for releases (commit decides)."""
     upstream_path: pulumi.Input[str]
@@ -76,6 +77,7 @@ class ImageBuild(pulumi.ComponentResource):
             ],
             delete='exec "$PYTHON" -m imagefactory.build --remove-previous',
             opts=child,
+            code_dir=args["source_dir"],
         )
         built = json_stdout(packer)
         self.raw_path = built.apply(lambda r: r["raw"])
@@ -89,6 +91,7 @@ class ImageBuild(pulumi.ComponentResource):
             {"RAW": self.raw_path, "IMAGE_VERSION": args["version"]},
             triggers=[self.raw_sha256],
             opts=pulumi.ResourceOptions(parent=self, depends_on=[packer]),
+            code_dir=args["source_dir"],
         )
         self.seal_report = json_stdout(seal)
         self.register_outputs(

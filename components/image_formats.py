@@ -26,6 +26,8 @@ class ImageFormatsArgs(TypedDict):
     out_dir: str
     """Where this version's staging folders are made (ImageRelease publishes from them)."""
     image_name: str
+    code_dir: pulumi.Input[str]
+    """The tree whose conversion and OVF code runs: the tag's tree for a release."""
 
 
 class ImageFormats(pulumi.ComponentResource):
@@ -58,6 +60,7 @@ class ImageFormats(pulumi.ComponentResource):
             triggers=[args["raw_sha256"], ",".join(args["formats"]), args["image_name"]],
             delete='exec "$PYTHON" -m imagefactory.formats --remove-previous',
             opts=pulumi.ResourceOptions(parent=self),
+            code_dir=args["code_dir"],
         )
         self.manifest = json_stdout(convert)
         self.staging_dir = self.manifest.apply(lambda m: m["dir"])

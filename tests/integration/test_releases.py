@@ -157,3 +157,50 @@ def test_an_application_launches_by_version_and_upgrades_by_turn_and_burn(two_re
         assert not Path(f"/proc/{second['pid']}").exists()
     finally:
         app.run("destroy", "--yes", check=False)
+
+
+def ova_descriptor(ova: Path) -> str:
+    import tarfile
+
+    with tarfile.open(ova) as tar:
+        member = next(m for m in tar.getmembers() if m.name.endswith(".ovf"))
+        handle = tar.extractfile(member)
+        assert handle is not None
+        return handle.read().decode()
+
+
+def test_a_release_is_built_wholly_from_its_tag(two_releases: Project) -> None:
+    """Change the checkout's conversion/OVF code and an Ansible role, then build the tag again with
+    new state and the same upstream: every file is bit-identical, and the OVF is the tag's."""
+    project = two_releases
+    first = project.outputs()["images"]["release-0.1.0"]
+    changed = {
+        project.path / "imagefactory" / "ovf.py": ("<Annotation>", "<Annotation>changed in the checkout: "),
+        project.path / "ansible" / "roles" / "release" / "templates" / "release.j2": ("", "CHECKOUT_ONLY=1\n"),
+    }
+    originals = {path: path.read_text() for path in changed}
+    rebuild = Project(project.path, {**project.env}, stack="rebuild")
+    try:
+        for path, (old, new) in changed.items():
+            path.write_text(originals[path].replace(old, new, 1) if old else originals[path] + new)
+        pulumi(project.path, "stack", "init", "rebuild", "--secrets-provider", "passphrase", env=rebuild.env)
+        for key, value in (
+            ("upstreamUrl", project.pulumi("config", "get", "imagefactory:upstreamUrl").stdout.strip()),
+            ("upstreamChecksum", project.pulumi("config", "get", "imagefactory:upstreamChecksum").stdout.strip()),
+            ("buildWorkingTree", "false"),
+            ("registryDir", ".state/rebuild/registry"),
+            ("workDir", ".state/rebuild/work"),
+        ):
+            rebuild.config(key, value)
+        rebuild.pulumi("config", "set", "--path", "imagefactory:releases[0]", "release-0.1.0")
+        rebuild.pulumi("up", "--yes", "--skip-preview")
+        again = rebuild.outputs()["images"]["release-0.1.0"]
+    finally:
+        for path, text in originals.items():
+            path.write_text(text)
+    assert again["dir"] != first["dir"], "the rebuild has its own registry"
+    assert {f: e["sha256"] for f, e in again["formats"].items()} == {
+        f: e["sha256"] for f, e in first["formats"].items()
+    }
+    descriptor = ova_descriptor(Path(again["formats"]["ova"]["path"]))
+    assert "changed in the checkout" not in descriptor and "<Annotation>release-0.1.0" in descriptor

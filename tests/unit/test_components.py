@@ -113,6 +113,7 @@ def build_pipeline(version: Version) -> dict[str, pulumi.Output]:
             "formats": ["raw", "qcow2"],
             "out_dir": f"/srv/factory/{version.name}",
             "image_name": "debian-12",
+            "code_dir": source.source_dir,
         },
     )
     release = ImageRelease(
@@ -140,6 +141,11 @@ def test_a_release_build_never_runs_from_the_working_tree():
             "release-0.1.0-packer builds from the exported tag tree"
         )
         assert values[0] == STEP_RESULTS["-source"]["dir"]
+        for step in ("packer", "seal-check", "convert"):
+            inputs = REGISTERED[f"release-0.1.0-{step}"]["inputs"]
+            assert inputs["environment"]["PYTHONPATH"] == inputs["dir"] == STEP_RESULTS["-source"]["dir"], (
+                f"release-0.1.0-{step} runs the tag's imagefactory code, not the checkout's"
+            )
 
     return pulumi.Output.all(outputs["source_dir"], outputs["entry"]).apply(check)
 
