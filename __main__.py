@@ -7,7 +7,6 @@ Flow, one direction only:
 A cloud stack in `native` mode builds with Packer's amazon-ebs / azure-arm source instead.
 """
 
-import os
 from pathlib import Path
 
 import pulumi
@@ -18,15 +17,18 @@ from components.image_formats import ImageFormats
 from components.image_release import ImageRelease
 from components.release_version import ReleaseVersion
 from components.upstream_image import UpstreamImage
-from imagefactory import registry, sources, versions
+from imagefactory import host, registry, sources, versions
 from imagefactory.cloud import is_release_candidate
 from imagefactory.errors import FactoryError
 
 ROOT = Path(__file__).resolve().parent
 settings = config.load(ROOT)
-registry_dir = (ROOT / settings.registry_dir).resolve()
-work_dir = (ROOT / settings.work_dir).resolve()
-cache_dir = Path(os.environ.get("IMAGEFACTORY_CACHE", Path.home() / ".cache" / "imagefactory")).resolve()
+# Steps run in the project root and get these folders as configured (relative by default), so
+# the state never holds this checkout's path; the program itself reads the registry here.
+registry_dir = Path(settings.registry_dir)
+work_dir = Path(settings.work_dir)
+registry_path = (ROOT / registry_dir).resolve()
+host.write(ROOT, host.HostFacts(settings.accelerator, settings.build_timeout_minutes))
 native = (settings.target == "aws" and settings.aws.mode == "native") or (
     settings.target == "azure" and settings.azure.mode == "native"
 )
@@ -34,7 +36,16 @@ native = (settings.target == "aws" and settings.aws.mode == "native") or (
 try:
     planned = versions.plan(ROOT, settings.releases, settings.build_working_tree, settings.tag_prefix)
     for version in planned:
-        registry.check_not_moved(registry_dir, version.name, version.commit)
+        registry.check_not_moved(registry_path, version.name, version.commit)
+        registry.check_release_settings(
+            registry_path,
+            version.name,
+            {
+                "diskSizeMiB": settings.disk_size_mib,
+                "formats": list(settings.formats),
+                "imageName": settings.image_name,
+            },
+        )
     working_tree_digest = sources.tree_digest(ROOT)
 except FactoryError as exc:
     raise pulumi.RunError(str(exc)) from None
@@ -88,10 +99,7 @@ def local_build(version: versions.Version, source: ReleaseVersion, upstream: Ups
             "upstream_sha256": upstream.sha256,
             "upstream_source": upstream.source,
             "work_dir": str(work_dir),
-            "cache_dir": str(cache_dir),
-            "accelerator": settings.accelerator,
             "disk_size_mib": settings.disk_size_mib,
-            "timeout_minutes": settings.build_timeout_minutes,
         },
     )
     formats = ImageFormats(
@@ -182,7 +190,6 @@ if not native:
             "url": settings.upstream_url,
             "checksum": settings.upstream_checksum,
             "fallback": settings.upstream_fallback,
-            "cache_dir": str(cache_dir),
         },
     )
 
@@ -191,7 +198,10 @@ for version in planned:
     source = ReleaseVersion(version.name, {"version": version, "sources_dir": str(work_dir / "sources")})
     images[version.name] = native_build(version, source) if upstream is None else local_build(version, source, upstream)
 
-pulumi.export("images", images)
+# Paths in the state are relative to the project root; the lookup table gives absolute ones.
+pulumi.export(
+    "images", {name: entry.apply(lambda e: registry.absolute_entry(e, ROOT)) for name, entry in images.items()}
+)
 if upstream is not None:
     pulumi.export("upstream", {"source": upstream.source, "sha256": upstream.sha256, "via": upstream.via})
-    pulumi.export("registry", str(registry_dir))
+    pulumi.export("registry", str(registry_path))

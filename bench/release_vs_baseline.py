@@ -28,7 +28,7 @@ import time
 from pathlib import Path
 
 from bench.stages import machine
-from imagefactory import build, formats
+from imagefactory import build, formats, host
 from imagefactory.upstream import UNREACHABLE_SUMS, UNREACHABLE_URL, resolve_with_fallback
 from tests.helpers import copy_project, init_git, pulumi, pulumi_env
 
@@ -202,7 +202,7 @@ def main() -> int:
             "upstream"
         ]
 
-        cache = Path(os.environ.get("IMAGEFACTORY_CACHE", Path.home() / ".cache" / "imagefactory"))
+        cache = host.cache_dir()
         up = resolve_with_fallback(UNREACHABLE_URL, UNREACHABLE_SUMS, "stage0", cache)
         if up.sha256 != upstream_out["sha256"]:
             raise RuntimeError("the baseline must start from the same upstream image as the release")

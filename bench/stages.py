@@ -20,7 +20,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from imagefactory import build, formats, sealcheck, upstream, versions
+from imagefactory import build, formats, host, sealcheck, upstream, versions
 from imagefactory.checksums import file_digest
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -54,7 +54,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cold-stage0", action="store_true", help="rebuild the stage-0 upstream image too")
     args = parser.parse_args()
-    cache = Path(os.environ.get("IMAGEFACTORY_CACHE", Path.home() / ".cache" / "imagefactory"))
+    cache = host.cache_dir()
     if args.cold_stage0:
         shutil.rmtree(cache / "upstream" / f"stage0-{upstream.stage0_recipe_digest()}", ignore_errors=True)
     version = versions.resolve(ROOT)

@@ -7,7 +7,7 @@ from typing import TypedDict
 
 import pulumi
 
-from components._command import json_stdout, python_step
+from components._command import json_stdout, python_step, step_script
 
 
 class ImageBuildArgs(TypedDict):
@@ -26,12 +26,10 @@ class ImageBuildArgs(TypedDict):
     upstream_sha256: pulumi.Input[str]
     upstream_source: pulumi.Input[str]
     work_dir: str
-    """Build folders; a failed build leaves nothing here but its log."""
-    cache_dir: str
-    accelerator: str
-    """auto (probe KVM with a real boot, else TCG), kvm or tcg."""
+    """Build folders, relative to the project root when inside it; a failed build leaves nothing
+    here but its log. The accelerator and the timeout are host facts (imagefactory.host), never
+    inputs: switching them never rebuilds an image."""
     disk_size_mib: int
-    timeout_minutes: int
 
 
 class ImageBuild(pulumi.ComponentResource):
@@ -50,8 +48,7 @@ class ImageBuild(pulumi.ComponentResource):
             f"{name}-packer",
             'build --version "$IMAGE_VERSION" --commit "$IMAGE_COMMIT" --build-epoch "$BUILD_EPOCH" '
             '--source-dir "$SOURCE_DIR" --upstream-path "$UPSTREAM_PATH" --upstream-sha256 "$UPSTREAM_SHA256" '
-            '--upstream-source "$UPSTREAM_SOURCE" --work-dir "$WORK_DIR" --cache "$CACHE_DIR" '
-            '--accelerator "$ACCELERATOR" --disk-size-mib "$DISK_SIZE_MIB" --timeout-minutes "$TIMEOUT_MINUTES"',
+            '--upstream-source "$UPSTREAM_SOURCE" --work-dir "$WORK_DIR" --disk-size-mib "$DISK_SIZE_MIB"',
             {
                 "IMAGE_VERSION": args["version"],
                 "IMAGE_COMMIT": args["commit"],
@@ -61,10 +58,7 @@ class ImageBuild(pulumi.ComponentResource):
                 "UPSTREAM_SHA256": args["upstream_sha256"],
                 "UPSTREAM_SOURCE": args["upstream_source"],
                 "WORK_DIR": args["work_dir"],
-                "CACHE_DIR": args["cache_dir"],
-                "ACCELERATOR": args["accelerator"],
                 "DISK_SIZE_MIB": str(args["disk_size_mib"]),
-                "TIMEOUT_MINUTES": str(args["timeout_minutes"]),
             },
             # What decides the image's content. Not the checkout: a release depends on its tag's
             # commit only, so newer code never rebuilds an older release.
@@ -75,7 +69,7 @@ class ImageBuild(pulumi.ComponentResource):
                 args["source_digest"],
                 args["disk_size_mib"],
             ],
-            delete='exec "$PYTHON" -m imagefactory.build --remove-previous',
+            delete=step_script("build --remove-previous"),
             opts=child,
             code_dir=args["source_dir"],
         )

@@ -6,7 +6,7 @@ from typing import TypedDict
 
 import pulumi
 
-from components._command import json_stdout, python_step
+from components._command import json_stdout, python_step, step_script
 
 
 class ImageFormatsArgs(TypedDict):
@@ -58,7 +58,7 @@ class ImageFormats(pulumi.ComponentResource):
                 "SEALED": pulumi.Output.from_input(args["seal_report"]).apply(lambda r: str(r.get("sealed", ""))),
             },
             triggers=[args["raw_sha256"], ",".join(args["formats"]), args["image_name"]],
-            delete='exec "$PYTHON" -m imagefactory.formats --remove-previous',
+            delete=step_script("formats --remove-previous"),
             opts=pulumi.ResourceOptions(parent=self),
             code_dir=args["code_dir"],
         )

@@ -6,7 +6,7 @@ from typing import TypedDict
 
 import pulumi
 
-from components._command import json_stdout, python_step
+from components._command import json_stdout, python_step, step_script
 
 
 class ImageReleaseArgs(TypedDict):
@@ -38,8 +38,7 @@ class ImageRelease(pulumi.ComponentResource):
             # does by accident: retiring it is `make retire VERSION=…` (see README).
             delete=None
             if released
-            else 'exec "$PYTHON" -m imagefactory.registry retire --registry "$REGISTRY" '
-            '--version "$IMAGE_VERSION" --missing-ok',
+            else step_script('registry retire --registry "$REGISTRY" --version "$IMAGE_VERSION" --missing-ok'),
             opts=pulumi.ResourceOptions(parent=self, protect=released, retain_on_delete=released),
         )
         self.entry = json_stdout(publish)

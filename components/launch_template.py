@@ -15,7 +15,7 @@ from typing import Any, TypedDict
 
 import pulumi
 
-from components._command import json_stdout, python_step
+from components._command import PROJECT_ROOT, json_stdout, python_step, step_script
 
 
 class LaunchTemplateArgs(TypedDict, total=False):
@@ -87,8 +87,10 @@ class LaunchTemplate(pulumi.ComponentResource):
             },
             # The version is the machine's identity: a new version replaces the VM.
             triggers=[args["version"], qcow2.apply(lambda q: q["sha256"])],
-            delete='exec "$PYTHON" -m imagefactory.launch_local delete',
+            delete=step_script("launch_local delete"),
             opts=pulumi.ResourceOptions(parent=self, delete_before_replace=False),
+            # An application project runs elsewhere: it uses this checkout's launch code.
+            code_dir=str(PROJECT_ROOT),
         )
         return json_stdout(vm)
 

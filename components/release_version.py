@@ -2,7 +2,7 @@
 
 A release (git tag release-X.Y.Z) is built from the tree of its tag, exported with `git
 archive`, so an uncommitted change can never leak into it and any release can be rebuilt
-later. A development version builds the working tree.
+later. A development version builds the working tree (".": the project root every step runs in).
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from typing import TypedDict
 
 import pulumi
 
-from components._command import PROJECT_ROOT, json_stdout, python_step
+from components._command import json_stdout, python_step
 from imagefactory.versions import Version
 
 
@@ -19,7 +19,8 @@ class ReleaseVersionArgs(TypedDict):
     version: Version
     """The resolved version (imagefactory.versions.resolve)."""
     sources_dir: str
-    """Where exported tag trees live (one folder per version and commit)."""
+    """Where exported tag trees live (one folder per version and commit), relative to the project
+    root when inside it."""
 
 
 class ReleaseVersion(pulumi.ComponentResource):
@@ -39,7 +40,7 @@ class ReleaseVersion(pulumi.ComponentResource):
                 f"{name}-source",
                 'sources --repo "$REPO" --commit "$IMAGE_COMMIT" --dest "$DEST"',
                 {
-                    "REPO": str(PROJECT_ROOT),
+                    "REPO": ".",
                     "IMAGE_COMMIT": version.commit,
                     "DEST": f"{args['sources_dir']}/{version.name}-{version.commit[:12]}",
                 },
@@ -48,5 +49,5 @@ class ReleaseVersion(pulumi.ComponentResource):
             )
             self.source_dir = json_stdout(export).apply(lambda r: r["dir"])
         else:
-            self.source_dir = pulumi.Output.from_input(str(PROJECT_ROOT))
+            self.source_dir = pulumi.Output.from_input(".")
         self.register_outputs({"name": self.name, "commit": self.commit, "source_dir": self.source_dir})

@@ -17,8 +17,6 @@ class UpstreamImageArgs(TypedDict):
     """sha256:<hex>, sha512:<hex> or file:<SHA256SUMS/SHA512SUMS>; an image is never used unverified."""
     fallback: pulumi.Input[str]
     """stage0: build a Debian 12 image from Debian's packages when the URL cannot be fetched; none: fail."""
-    cache_dir: pulumi.Input[str]
-    """Per-user cache for downloads and the stage-0 image."""
 
 
 class UpstreamImage(pulumi.ComponentResource):
@@ -33,13 +31,11 @@ class UpstreamImage(pulumi.ComponentResource):
         super().__init__("imagefactory:local:UpstreamImage", name, None, opts)
         resolve = python_step(
             f"{name}-resolve",
-            'upstream --url "$UPSTREAM_URL" --checksum "$UPSTREAM_CHECKSUM" --fallback "$UPSTREAM_FALLBACK" '
-            '--cache "$IMAGEFACTORY_CACHE_DIR"',
+            'upstream --url "$UPSTREAM_URL" --checksum "$UPSTREAM_CHECKSUM" --fallback "$UPSTREAM_FALLBACK"',
             {
                 "UPSTREAM_URL": args["url"],
                 "UPSTREAM_CHECKSUM": args["checksum"],
                 "UPSTREAM_FALLBACK": args["fallback"],
-                "IMAGEFACTORY_CACHE_DIR": args["cache_dir"],
             },
             triggers=[args["url"], args["checksum"], args["fallback"], stage0_recipe_digest()],
             opts=pulumi.ResourceOptions(parent=self),

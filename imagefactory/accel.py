@@ -18,11 +18,10 @@ import time
 from pathlib import Path
 
 from imagefactory.errors import FactoryError
+from imagefactory.host import OVMF_CODE, OVMF_VARS
 
 MARKERS = (b"Freeing unused kernel", b"Run /init", b"systemd[1]")
 PROBE_SECONDS = 20  # a working KVM reaches init in a few seconds; TCG needs about 8
-OVMF_CODE = Path("/usr/share/OVMF/OVMF_CODE_4M.fd")
-OVMF_VARS = Path("/usr/share/OVMF/OVMF_VARS_4M.fd")
 
 
 def _boot_id() -> str:

@@ -27,7 +27,7 @@ from collections import deque
 from collections.abc import Callable
 from pathlib import Path
 
-from imagefactory import accel, fstree
+from imagefactory import accel, fstree, host
 from imagefactory.checksums import file_digest
 from imagefactory.errors import FactoryError, last_json
 from imagefactory.remaster import remaster
@@ -198,11 +198,11 @@ def build(opts: argparse.Namespace) -> dict[str, object]:
     result = {
         "version": version,
         "commit": opts.commit,
-        "raw": str(raw),
+        "raw": host.portable(raw),
         "sha256": sha256,
         "bytes": raw.stat().st_size,
         "accelerator": accelerator,
-        "log": str(log),
+        "log": host.portable(log),
         "build_time": build_time,
         "remaster": remastered,
     }
@@ -259,10 +259,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--upstream-sha256", required=True)
     parser.add_argument("--upstream-source", required=True)
     parser.add_argument("--work-dir", type=Path, required=True)
-    parser.add_argument("--cache", type=Path, required=True)
-    parser.add_argument("--accelerator", default="auto", choices=("auto", "kvm", "tcg"))
+    facts = host.read()
+    parser.add_argument("--cache", type=Path, default=host.cache_dir())
+    parser.add_argument("--accelerator", default=facts.accelerator, choices=("auto", "kvm", "tcg"))
     parser.add_argument("--disk-size-mib", type=int, default=3072)
-    parser.add_argument("--timeout-minutes", type=int, default=60)
+    parser.add_argument("--timeout-minutes", type=int, default=facts.build_timeout_minutes)
     parser.add_argument("--build-epoch", type=int, required=True, help="commit time, stamped as BUILD_TIME")
     opts = parser.parse_args(argv)
     # A cancelled `pulumi up` sends SIGTERM: unwind like Ctrl-C, so the key is deleted and Packer

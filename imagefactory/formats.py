@@ -24,7 +24,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from imagefactory import ovf
+from imagefactory import host, ovf
 from imagefactory.checksums import file_digest, format_sums
 from imagefactory.errors import FactoryError, last_json
 from imagefactory.remaster import derived_uuid
@@ -250,14 +250,16 @@ def main(argv: list[str] | None = None) -> int:
             raise FactoryError(f"sealed RAW {args.raw} does not exist; rebuild the image")
         if file_digest(args.raw) != args.raw_sha256:
             raise FactoryError(f"{args.raw} changed since it was sealed and checked; rebuild the image")
+        for stale in args.out_base.glob(".formats-*.partial"):
+            shutil.rmtree(stale, ignore_errors=True)  # left by a run that was killed
         tmp_out = args.out.with_name(f".{args.out.name}.partial")
-        shutil.rmtree(tmp_out, ignore_errors=True)
         print(f"formats: converting {args.version} to {args.formats}", file=sys.stderr)
         formats = produce(args.raw, tmp_out, args.name, args.version, args.formats.split(","), args.build_epoch)
         manifest = {
             "version": args.version,
             "commit": args.commit,
             "name": args.name,
+            "disk_size_mib": args.raw.stat().st_size // MIB,
             "build_time": args.build_time,
             "upstream": {"source": args.upstream_source, "sha256": args.upstream_sha256},
             "sealed_raw_sha256": args.raw_sha256,
@@ -269,7 +271,7 @@ def main(argv: list[str] | None = None) -> int:
     except FactoryError as exc:
         print(f"formats: {exc}", file=sys.stderr)
         return 1
-    manifest["dir"] = str(args.out.resolve())
+    manifest["dir"] = host.portable(args.out)
     print(json.dumps(manifest))
     return 0
 

@@ -21,7 +21,7 @@ import sys
 import time
 from pathlib import Path
 
-from imagefactory import accel
+from imagefactory import accel, host
 from imagefactory.checksums import file_digest
 from imagefactory.errors import FactoryError, last_json
 from imagefactory.sealcheck import parse_stamp
@@ -35,7 +35,7 @@ def create(env: dict[str, str]) -> dict[str, object]:
         raise FactoryError(f"image {image} of {version} does not exist; is the version still published?")
     if file_digest(image) != env["IMAGE_SHA256"]:
         raise FactoryError(f"{image} does not match the digest the image stack published for {version}")
-    cache = Path(env.get("IMAGEFACTORY_CACHE", Path.home() / ".cache" / "imagefactory"))
+    cache = host.cache_dir()
     accelerator = accel.choose(env.get("ACCELERATOR", "auto"), image, cache)
     folder = Path(env["STATE_DIR"]).resolve() / f"{env['VM_NAME']}-{version}-{os.urandom(3).hex()}"
     guest = Guest(image, folder, accelerator, int(env.get("MEMORY_MIB", "1024")), user="health").start()

@@ -33,6 +33,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from imagefactory import host
 from imagefactory.checksums import file_digest, parse_sums
 from imagefactory.errors import FactoryError
 from imagefactory.versions import DEV_VERSION
@@ -174,19 +175,29 @@ def content_key(manifest: dict) -> dict:
 
 
 def entry(registry: Path, manifest: dict) -> dict:
-    """The lookup-table entry for one version: what the `images` stack output carries."""
-    folder = registry.resolve() / manifest["version"]
+    """The lookup-table entry for one version: what the `images` stack output carries. Its paths
+    are relative to the project root when the registry lies inside it (see absolute_entry)."""
+    folder = registry / manifest["version"]
     return {
         "version": manifest["version"],
         "commit": manifest["commit"],
         "build_time": manifest["build_time"],
         "upstream": manifest["upstream"],
-        "dir": str(folder),
+        "dir": host.portable(folder),
         "formats": {
-            fmt: {"path": str(folder / item["file"]), "sha256": item["sha256"], "bytes": item["bytes"]}
+            fmt: {"path": host.portable(folder / item["file"]), "sha256": item["sha256"], "bytes": item["bytes"]}
             for fmt, item in sorted(manifest["formats"].items())
         },
     }
+
+
+def absolute_entry(found: dict, root: Path) -> dict:
+    """An entry with absolute paths, for readers outside the project (stack outputs, the CLI)."""
+    if "dir" not in found:
+        return found  # a native cloud build's entry has no files
+    absolute = dict(found, dir=str(root / found["dir"]))
+    absolute["formats"] = {fmt: dict(item, path=str(root / item["path"])) for fmt, item in found["formats"].items()}
+    return absolute
 
 
 def publish(registry: Path, staging: Path, version: str) -> dict:
@@ -305,6 +316,31 @@ def check_not_moved(registry: Path, version: str, commit: str) -> None:
         )
 
 
+def check_release_settings(registry: Path, version: str, configured: dict[str, object]) -> None:
+    """Refuse, at preview, a stack setting that would change a published release's content.
+
+    `configured` maps config keys (diskSizeMiB, formats, imageName) to the stack's values."""
+    if is_dev(version) or version not in read_index(registry)["versions"]:
+        return
+    manifest_file = registry / version / "manifest.json"
+    if not manifest_file.is_file():
+        return  # verify and lookups report a missing folder; the ledger keeps the content
+    manifest = _read_json(manifest_file)
+    published = {
+        "diskSizeMiB": manifest.get("disk_size_mib"),
+        "formats": sorted(manifest.get("formats", {})),
+        "imageName": manifest.get("name"),
+    }
+    for key, value in configured.items():
+        now = sorted(value) if isinstance(value, list | tuple) else value
+        if published.get(key) is not None and published[key] != now:
+            raise FactoryError(
+                f"{version} was published with imagefactory:{key} {published[key]!r}, and the stack now says "
+                f"{now!r}; a published release never changes: restore the value, or remove {version} from "
+                "imagefactory:releases (it stays published) and publish the change as a new version"
+            )
+
+
 def lookup(registry: Path, version: str, fmt: str | None = None) -> dict:
     index = read_index(registry)
     if version not in index["versions"]:
@@ -360,7 +396,10 @@ def main(argv: list[str] | None = None) -> int:
             print(f"registry: retired {args.version}", file=sys.stderr)
         elif args.command == "lookup":
             found = lookup(args.registry, args.version, args.format)
-            print(found["path"] if args.format else json.dumps(found, indent=2))
+            if args.format:
+                print(Path(found["path"]).absolute())
+            else:
+                print(json.dumps(absolute_entry(found, Path.cwd()), indent=2))
         elif args.command == "verify":
             for version in verify(args.registry, args.version or None):
                 print(f"{version}: every file matches SHA256SUMS and the manifest")

@@ -17,13 +17,12 @@ import argparse
 import fnmatch
 import hashlib
 import json
-import os
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-from imagefactory import build, formats, fstree, gpt, upstream, versions
+from imagefactory import build, formats, fstree, gpt, host, upstream, versions
 from imagefactory.debugfs import Filesystem
 from imagefactory.errors import FactoryError
 from imagefactory.remaster import superblock
@@ -198,7 +197,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--upstream-checksum", default=upstream.UNREACHABLE_SUMS)
     args = parser.parse_args(argv)
     root = Path(__file__).resolve().parent.parent
-    cache = Path(os.environ.get("IMAGEFACTORY_CACHE", Path.home() / ".cache" / "imagefactory"))
+    cache = host.cache_dir()
     try:
         version = versions.resolve(root)
         up = upstream.resolve_with_fallback(args.upstream_url, args.upstream_checksum, "stage0", cache)

@@ -13,6 +13,7 @@ import tarfile
 from pathlib import Path
 
 from imagefactory.errors import FactoryError
+from imagefactory.host import portable
 
 BUILD_INPUTS = ("packer", "ansible")
 SKIP_PARTS = {".ansible", "__pycache__", ".pytest_cache"}
@@ -67,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
     except FactoryError as exc:
         print(f"sources: {exc}", file=sys.stderr)
         return 1
-    print(json.dumps({"dir": str(dest.resolve()), "commit": args.commit}))
+    print(json.dumps({"dir": portable(dest), "commit": args.commit}))
     return 0
 
 

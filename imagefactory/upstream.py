@@ -25,6 +25,7 @@ import urllib.request
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from imagefactory import host
 from imagefactory.checksums import file_digest, parse_expected, parse_sums, verify
 from imagefactory.errors import FactoryError
 
@@ -174,10 +175,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--url", required=True)
     parser.add_argument("--checksum", default="")
     parser.add_argument("--fallback", choices=("stage0", "none"), default="stage0")
-    parser.add_argument("--cache", type=Path, required=True)
+    parser.add_argument("--cache", type=Path, help="default: the per-user cache (imagefactory.host)")
     args = parser.parse_args(argv)
     try:
-        upstream = resolve_with_fallback(args.url, args.checksum, args.fallback, args.cache)
+        upstream = resolve_with_fallback(args.url, args.checksum, args.fallback, args.cache or host.cache_dir())
     except FactoryError as exc:
         print(f"upstream: {exc}", file=sys.stderr)
         return 1

@@ -15,9 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from imagefactory.errors import FactoryError
-
-OVMF_CODE = Path("/usr/share/OVMF/OVMF_CODE_4M.fd")
-OVMF_VARS = Path("/usr/share/OVMF/OVMF_VARS_4M.fd")
+from imagefactory.host import OVMF_CODE, OVMF_VARS
 
 
 def free_port() -> int:

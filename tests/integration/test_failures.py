@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from imagefactory import host
 from imagefactory.upstream import stage0_recipe_digest
 from tests.integration.conftest import Project, new_project
 
@@ -16,9 +17,8 @@ def assert_nothing_published(project: Project) -> None:
 
 
 def stage0_image() -> Path:
-    import os
 
-    cache = Path(os.environ.get("IMAGEFACTORY_CACHE", Path.home() / ".cache" / "imagefactory"))
+    cache = host.cache_dir()
     image = cache / "upstream" / f"stage0-{stage0_recipe_digest()}" / "debian-12-stage0-amd64.qcow2"
     if not image.exists():
         pytest.skip("the stage-0 image is built by the release test; run the whole suite")

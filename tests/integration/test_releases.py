@@ -204,3 +204,33 @@ def test_a_release_is_built_wholly_from_its_tag(two_releases: Project) -> None:
     }
     descriptor = ova_descriptor(Path(again["formats"]["ova"]["path"]))
     assert "changed in the checkout" not in descriptor and "<Annotation>release-0.1.0" in descriptor
+
+
+def test_a_moved_checkout_with_another_accelerator_and_timeout_rebuilds_nothing(
+    two_releases: Project, tmp_path: Path
+) -> None:
+    """Host facts are never resource inputs: copy the checkout with its state elsewhere, switch
+    the accelerator, raise the timeout; the preview is empty and `make release` builds nothing.
+    A real content change to a published release is refused naming the release and the key."""
+    moved_path = tmp_path / "moved" / "checkout"
+    moved_path.parent.mkdir()
+    subprocess.run(["cp", "-a", str(two_releases.path), str(moved_path)], check=True)
+    env = {**two_releases.env, "PULUMI_BACKEND_URL": f"file://{moved_path / '.state' / 'pulumi'}"}
+    moved = Project(moved_path, env)
+    moved.config("accelerator", "tcg")
+    moved.config("buildTimeoutMinutes", "120")
+    moved.pulumi("preview", "--expect-no-changes")
+    result = subprocess.run(["make", "release"], cwd=moved_path, env=env, capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
+    summary = result.stdout.split("Resources:")[-1]
+    for word in ("created", "updated", "replaced", "deleted"):
+        assert f" {word}" not in summary, result.stdout[-4000:]
+    images = moved.outputs()["images"]
+    for entry in images.values():
+        assert entry["dir"].startswith(str(moved_path)), "the lookup table names the moved checkout's files"
+
+    moved.config("diskSizeMiB", "4096")
+    refused = moved.pulumi("preview", check=False)
+    assert refused.returncode != 0
+    assert "release-0.1.0 was published with imagefactory:diskSizeMiB 3072" in refused.stdout, refused.stdout[-3000:]
+    assert "marked for protection" not in refused.stdout and "Traceback" not in refused.stdout

@@ -6,6 +6,7 @@ Each test reads like the rule it enforces; assertion messages name the resource.
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import pulumi
@@ -77,7 +78,7 @@ def build_pipeline(version: Version) -> dict[str, pulumi.Output]:
 
     upstream = UpstreamImage(
         "upstream",
-        {"url": "/nope.qcow2", "checksum": "sha256:" + "0" * 64, "fallback": "stage0", "cache_dir": "/cache"},
+        {"url": "/nope.qcow2", "checksum": "sha256:" + "0" * 64, "fallback": "stage0"},
     )
     source = ReleaseVersion(version.name, {"version": version, "sources_dir": "/srv/factory/sources"})
     build = ImageBuild(
@@ -91,11 +92,8 @@ def build_pipeline(version: Version) -> dict[str, pulumi.Output]:
             "upstream_path": upstream.path,
             "upstream_sha256": upstream.sha256,
             "upstream_source": upstream.source,
-            "work_dir": "/srv/factory",
-            "cache_dir": "/cache",
-            "accelerator": "auto",
+            "work_dir": ".state/work",
             "disk_size_mib": 3072,
-            "timeout_minutes": 60,
         },
     )
     formats = ImageFormats(
@@ -143,7 +141,7 @@ def test_a_release_build_never_runs_from_the_working_tree():
         assert values[0] == STEP_RESULTS["-source"]["dir"]
         for step in ("packer", "seal-check", "convert"):
             inputs = REGISTERED[f"release-0.1.0-{step}"]["inputs"]
-            assert inputs["environment"]["PYTHONPATH"] == inputs["dir"] == STEP_RESULTS["-source"]["dir"], (
+            assert inputs["environment"]["PYTHONPATH"] == STEP_RESULTS["-source"]["dir"], (
                 f"release-0.1.0-{step} runs the tag's imagefactory code, not the checkout's"
             )
 
@@ -217,5 +215,26 @@ def test_formats_are_converted_only_after_the_seal_check_passed():
         convert = REGISTERED["release-0.1.0-convert"]["inputs"]
         assert convert["environment"]["RAW_SHA256"] == "r" * 64, "release-0.1.0-convert converts the checked RAW"
         assert convert["environment"]["SEALED"] == "True", "release-0.1.0-convert waits for the seal report"
+
+    return outputs["entry"].apply(check)
+
+
+@pulumi.runtime.test
+def test_no_command_input_names_a_host_fact():
+    """A moved checkout, another cache, accelerator or timeout must never change a resource."""
+    outputs = build_pipeline(RELEASE)
+    root = str(Path(__file__).resolve().parents[2])
+
+    def check(_: Any) -> None:
+        for name, resource in REGISTERED.items():
+            if resource.get("type") != "command:local:Command":
+                continue
+            inputs = resource["inputs"]
+            assert "dir" not in inputs, f"{name} runs in the project root, not a named folder"
+            for key, value in inputs["environment"].items():
+                assert key not in ("ACCELERATOR", "TIMEOUT_MINUTES", "CACHE_DIR", "PYTHON"), f"{name} takes {key}"
+                assert root not in str(value) and not str(value).startswith(str(Path.home())), (
+                    f"{name}: {key}={value!r} names a path of this machine"
+                )
 
     return outputs["entry"].apply(check)

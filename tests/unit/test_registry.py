@@ -176,3 +176,17 @@ def test_deleting_the_index_or_the_folder_never_lets_a_release_change(tmp_path: 
     restored = registry.publish(reg, staging(tmp_path, "release-0.1.0"), "release-0.1.0")
     assert registry.verify(reg) == ["release-0.1.0"], "the same content may be published again"
     assert restored["version"] == "release-0.1.0"
+
+
+def test_a_setting_that_would_change_a_published_release_is_refused_naming_both(tmp_path: Path) -> None:
+    reg, _ = published(tmp_path)
+    manifest = reg / "release-0.1.0" / "manifest.json"
+    manifest.chmod(0o644)
+    content = json.loads(manifest.read_text())
+    manifest.write_text(json.dumps({**content, "disk_size_mib": 3072, "name": "img"}))
+    same = {"diskSizeMiB": 3072, "formats": ["qcow2"], "imageName": "img"}
+    registry.check_release_settings(reg, "release-0.1.0", same)
+    for key, value in (("diskSizeMiB", 4096), ("formats", ["qcow2", "vhd"]), ("imageName", "other")):
+        with pytest.raises(FactoryError, match=rf"release-0.1.0 was published with imagefactory:{key} .* now says"):
+            registry.check_release_settings(reg, "release-0.1.0", {**same, key: value})
+    registry.check_release_settings(reg, "release-0.2.0", {**same, "diskSizeMiB": 4096})  # not published yet

@@ -1,0 +1,62 @@
+"""Host facts: what a step needs to know about this machine and this checkout.
+
+None of it may decide an image's content, so none of it is ever a resource input: a step reads
+the cache folder from the environment it inherits, paths relative to the project root it runs
+in (the command provider's working directory), and the accelerator and build timeout from the
+host file the program writes on every run. Moving the checkout, switching the accelerator or
+raising the timeout therefore never updates, rebuilds or blocks a published release.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+HOST_FILE = Path(".state") / "host.json"
+OVMF_CODE = Path("/usr/share/OVMF/OVMF_CODE_4M.fd")
+OVMF_VARS = Path("/usr/share/OVMF/OVMF_VARS_4M.fd")
+
+
+@dataclass(frozen=True)
+class HostFacts:
+    accelerator: str = "auto"
+    """auto (probe KVM with a real boot, else TCG), kvm or tcg."""
+    build_timeout_minutes: int = 60
+
+
+def cache_dir() -> Path:
+    """The per-user cache: tool builds, downloads, the stage-0 image, the accelerator probe."""
+    if os.environ.get("IMAGEFACTORY_CACHE"):
+        return Path(os.environ["IMAGEFACTORY_CACHE"])
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "imagefactory"
+
+
+def write(root: Path, facts: HostFacts) -> None:
+    """Record this run's host facts for the steps (atomically; unchanged content is not rewritten)."""
+    path = root / HOST_FILE
+    text = json.dumps(asdict(facts), sort_keys=True) + "\n"
+    if path.is_file() and path.read_text() == text:
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.partial")
+    tmp.write_text(text)
+    tmp.replace(path)
+
+
+def read(root: Path | None = None) -> HostFacts:
+    """The host facts of the project the step runs in (defaults when the program wrote none)."""
+    path = (root or Path.cwd()) / HOST_FILE
+    if not path.is_file():
+        return HostFacts()
+    known = HostFacts.__dataclass_fields__
+    return HostFacts(**{k: v for k, v in json.loads(path.read_text()).items() if k in known})
+
+
+def portable(path: Path | str, root: Path | None = None) -> str:
+    """`path` relative to the project root when it lies inside it, else absolute: what a step
+    reports, so that the state does not change when the checkout moves."""
+    absolute = Path(os.path.abspath(path))
+    base = Path(os.path.abspath(root or Path.cwd()))
+    return absolute.relative_to(base).as_posix() if absolute.is_relative_to(base) else str(absolute)
