@@ -162,6 +162,7 @@ def local_build(version: versions.Version, source: ReleaseVersion, upstream: Ups
                 "commit": version.commit,
                 "upstream": upstream.sha256,
                 "vhd_path": entry.apply(lambda e: e["formats"]["vhd"]["path"]),
+                "vhd_sha256": entry.apply(lambda e: e["formats"]["vhd"]["sha256"]),
                 "build_time": build.build_time,
                 "image_name": settings.image_name,
                 "settings": settings.azure,

@@ -4,7 +4,8 @@
         --work-dir W --build-epoch E --upstream U --variables JSON
 
 Credentials come from the usual environment (AWS_* / ARM_*), never from arguments. Prints
-one JSON line: for aws {"amis": {region: ami-id}}, for azure {"managed_image_id": …}.
+one JSON line: for aws {"amis": {region: ami-id}}, for azure {"managed_image_id": …,
+"gallery_image_version_id": …}.
 """
 
 from __future__ import annotations
@@ -25,8 +26,12 @@ SOURCES = {"aws": "amazon-ebs.aws", "azure": "azure-arm.azure"}
 BUILD_USERS = {"aws": "admin", "azure": "packer"}
 
 
-def parse_artifact(target: str, manifest: dict) -> dict[str, object]:
-    """Read Packer's manifest post-processor output for the last build of the source."""
+def parse_artifact(target: str, manifest: dict, variables: dict | None = None) -> dict[str, object]:
+    """Read Packer's manifest post-processor output for the last build of the source.
+
+    For azure the artifact is the managed image; VMs launch the gallery image version that the
+    same build published (shared_image_gallery_destination), so its ID is reported too, in the
+    subscription of the managed image."""
     builds = [b for b in manifest.get("builds", []) if b.get("name") in ("aws", "azure")]
     if not builds:
         raise FactoryError("Packer's manifest lists no cloud build")
@@ -39,7 +44,23 @@ def parse_artifact(target: str, manifest: dict) -> dict[str, object]:
                 raise FactoryError(f"unexpected amazon-ebs artifact {pair!r}")
             amis[region] = ami
         return {"amis": amis}
-    return {"managed_image_id": artifact}
+    parts = artifact.split("/")
+    if len(parts) < 3 or parts[1].lower() != "subscriptions":
+        raise FactoryError(f"unexpected azure-arm artifact {artifact!r}")
+    given = variables or {}
+    missing = [
+        k
+        for k in ("azure_resource_group", "azure_gallery", "azure_image_definition", "azure_gallery_version")
+        if not given.get(k)
+    ]
+    if missing:
+        raise FactoryError(f"cannot name the gallery image version: no {', '.join(missing)}")
+    gallery_version = (
+        f"/subscriptions/{parts[2]}/resourceGroups/{given['azure_resource_group']}/providers/Microsoft.Compute/"
+        f"galleries/{given['azure_gallery']}/images/{given['azure_image_definition']}/versions/"
+        f"{given['azure_gallery_version']}"
+    )
+    return {"managed_image_id": artifact, "gallery_image_version_id": gallery_version}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -93,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
         if code != 0:
             raise FactoryError(f"packer build ({SOURCES[args.target]}) of {args.version} failed (exit code {code})")
         manifest = json.loads(Path(f"{output}-manifest.json").read_text())
-        result = parse_artifact(args.target, manifest)
+        result = parse_artifact(args.target, manifest, json.loads(args.variables))
     except FactoryError as exc:
         print(f"build: {exc}", file=sys.stderr)
         return 1
