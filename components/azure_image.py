@@ -27,6 +27,8 @@ class AzureImageArgs(TypedDict):
     """Its published digest; the upload is verified against it."""
     build_time: pulumi.Input[str]
     image_name: str
+    tag_prefix: str
+    """The stack's tag prefix: a gallery version is the X.Y.Z after it."""
     settings: AzureSettings
     release_candidate: bool
     """Release candidates are published but excluded from `latest`."""
@@ -101,7 +103,7 @@ class AzureImage(pulumi.ComponentResource):
             f"{name}-version",
             gallery_name=gallery.name,
             gallery_image_name=definition.name,
-            gallery_image_version_name=gallery_version_name(args["version"]),
+            gallery_image_version_name=gallery_version_name(args["version"], args["tag_prefix"]),
             resource_group_name=settings.resource_group,
             location=settings.location,
             publishing_profile={

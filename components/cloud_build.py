@@ -29,6 +29,8 @@ class NativeImageBuildArgs(TypedDict, total=False):
     source_dir: pulumi.Input[str]
     work_dir: str
     image_name: str
+    tag_prefix: str
+    """The stack's tag prefix: a gallery version is the X.Y.Z after it."""
     aws: AwsSettings
     azure: AzureSettings
 
@@ -79,7 +81,7 @@ class NativeImageBuild(pulumi.ComponentResource):
                 "azure_location": settings_az.location,
                 "azure_gallery": settings_az.gallery,
                 "azure_image_definition": settings_az.image_definition,
-                "azure_gallery_version": gallery_version_name(args["version"]),
+                "azure_gallery_version": gallery_version_name(args["version"], args["tag_prefix"]),
                 "azure_replication_regions": [region for region, _ in settings_az.target_regions],
                 "azure_marketplace": market,
                 "image_name": args["image_name"],

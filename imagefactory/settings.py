@@ -15,7 +15,7 @@ from typing import Any
 
 from imagefactory.cloud import aws_settings, azure_settings
 from imagefactory.errors import FactoryError
-from imagefactory.versions import DEFAULT_TAG_PREFIX, parse_release_tag
+from imagefactory.versions import DEFAULT_TAG_PREFIX, TAG_PREFIX, parse_release_tag
 
 TARGETS = ("local", "aws", "azure")
 FORMATS = ("raw", "qcow2", "vhd", "vmdk", "ova", "vhdx")
@@ -121,8 +121,11 @@ def validate(raw: dict[str, Any], project_root: Path | None = None) -> Settings:
     get = raw.get
     target = _one_of("target", get("target", defaults.target), TARGETS)
     prefix = get("tagPrefix", defaults.tag_prefix)
-    if not isinstance(prefix, str) or not re.fullmatch(r"[A-Za-z0-9._/-]*", prefix):
-        raise FactoryError(f"imagefactory:tagPrefix is {prefix!r}; accepted: letters, digits and . _ / -")
+    if not isinstance(prefix, str) or not TAG_PREFIX.fullmatch(prefix) or prefix.startswith("dev-"):
+        raise FactoryError(
+            f"imagefactory:tagPrefix is {prefix!r}; accepted: letters, digits and . _ - (no slash: the version "
+            "names folders and files), not starting with dev- (development versions use it)"
+        )
     releases = string_list("imagefactory:releases", get("releases", []), "[release-0.1.0]")
     for tag in releases:
         try:
@@ -149,6 +152,13 @@ def validate(raw: dict[str, Any], project_root: Path | None = None) -> Settings:
     azure = azure_settings(_object("azure", get("azure", {}))) if target == "azure" else None
     if aws is not None and aws.mode == "import" and "raw" not in formats:
         raise FactoryError("imagefactory:formats has no raw; the aws target's import mode imports the RAW: add raw")
+    if azure is not None:
+        for tag in releases:
+            if parse_release_tag(tag, prefix)[3]:
+                raise FactoryError(
+                    f"imagefactory:releases lists {tag}, a pre-release; an Azure gallery version is X.Y.Z only, "
+                    "so a release candidate cannot be told from its release there: publish it from a local stack"
+                )
     if azure is not None and azure.mode == "import" and "vhd" not in formats:
         raise FactoryError("imagefactory:formats has no vhd; the azure target's import mode imports the VHD: add vhd")
     return Settings(

@@ -20,6 +20,10 @@ _PRE_ID = r"(?:0|[1-9]\d*|\d*[A-Za-z-][0-9A-Za-z-]*)"
 SEMVER = rf"{_NUM}\.{_NUM}\.{_NUM}(?:-({_PRE_ID}(?:\.{_PRE_ID})*))?"
 DEV_VERSION = re.compile(r"^dev-[0-9a-f]{7,40}(-dirty)?$")
 DEFAULT_TAG_PREFIX = "release-"
+TAG_PREFIX = re.compile(r"^[A-Za-z0-9._-]*$")
+"""What a tag prefix may hold: the version names folders and files, so no slash."""
+ANY_RELEASE = re.compile(rf"^[A-Za-z0-9._-]*?{SEMVER}$")
+"""A release name under any valid prefix: what a step checks, knowing no stack's prefix."""
 
 
 @dataclass(frozen=True)
@@ -67,10 +71,13 @@ def is_release_name(name: str, prefix: str = DEFAULT_TAG_PREFIX) -> bool:
     return True
 
 
-def validate_version_name(name: str, prefix: str = DEFAULT_TAG_PREFIX) -> str:
-    """Accept a release tag or a dev version; anything else is refused with the accepted forms."""
-    if is_release_name(name, prefix) or DEV_VERSION.fullmatch(name):
+def validate_version_name(name: str, prefix: str | None = None) -> str:
+    """Accept a release tag (under `prefix`, or any valid prefix when None) or a dev version;
+    anything else is refused with the accepted forms."""
+    release = is_release_name(name, prefix) if prefix is not None else bool(ANY_RELEASE.fullmatch(name))
+    if release or DEV_VERSION.fullmatch(name):
         return name
+    prefix = DEFAULT_TAG_PREFIX if prefix is None else prefix
     raise FactoryError(
         f"version {name!r} is not accepted: use a release tag {prefix}X.Y.Z (strict semver) "
         "or a development version dev-<short-sha> / dev-<short-sha>-dirty"

@@ -1,9 +1,9 @@
 variable "image_version" {
   type        = string
-  description = "Version stamped into the image: release-X.Y.Z from a git tag, or dev-<short-sha>[-dirty]."
+  description = "Version stamped into the image: a release tag such as release-X.Y.Z[-rc.N], or dev-<short-sha>[-dirty]."
   validation {
-    condition     = can(regex("^(release-(0|[1-9][0-9]*)\\.(0|[1-9][0-9]*)\\.(0|[1-9][0-9]*)|dev-[0-9a-f]{7,40}(-dirty)?)$", var.image_version))
-    error_message = "The image_version must be release-X.Y.Z (strict semver) or dev-<short-sha>[-dirty]."
+    condition     = can(regex("^([A-Za-z0-9._-]*(0|[1-9][0-9]*)\\.(0|[1-9][0-9]*)\\.(0|[1-9][0-9]*)(-[0-9A-Za-z.-]+)?|dev-[0-9a-f]{7,40}(-dirty)?)$", var.image_version))
+    error_message = "The image_version must be <tag prefix>X.Y.Z[-pre-release] (semver) or dev-<short-sha>[-dirty]."
   }
 }
 

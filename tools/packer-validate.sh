@@ -7,4 +7,4 @@ tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 ssh-keygen -q -t ed25519 -N "" -C validate -f "$tmp/key"
 packer validate -var-file=example.pkrvars.hcl -var "ssh_private_key_file=$tmp/key" \
-  -var "ssh_public_key=$(cat "$tmp/key.pub")" .
+  -var "ssh_public_key=$(cat "$tmp/key.pub")" "$@" .

@@ -4,6 +4,8 @@ import json
 import subprocess
 from pathlib import Path
 
+import pytest
+
 from tests.helpers import ROOT
 from tests.integration.conftest import new_project
 
@@ -55,3 +57,29 @@ def test_a_bad_config_value_fails_the_preview_with_a_clear_message(tmp_path: Pat
     assert result.returncode != 0
     assert "imagefactory:formats is 'iso'; accepted values: raw, qcow2, vhd, vmdk, ova, vhdx" in result.stdout
     assert "Traceback" not in result.stdout + result.stderr
+
+
+@pytest.mark.parametrize(
+    ("version", "accepted"),
+    [
+        ("release-1.2.3", True),
+        ("release-1.0.0-rc.1", True),
+        ("v2.0.0", True),
+        ("images.2026-1.0.0-beta.2", True),
+        ("dev-0123abc-dirty", True),
+        ("release-1.0.0-", False),
+        ("release/1.0.0", False),
+        ("release-1.0", False),
+    ],
+)
+def test_packer_accepts_every_version_the_stack_can_plan(version: str, accepted: bool) -> None:
+    """Custom tag prefixes and pre-release tags pass Packer's own variable validation."""
+    result = subprocess.run(
+        [str(ROOT / "tools" / "packer-validate.sh"), "-var", f"image_version={version}"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert (result.returncode == 0) == accepted, result.stdout + result.stderr
+    if not accepted:
+        assert "image_version must be <tag prefix>X.Y.Z" in result.stdout + result.stderr

@@ -81,6 +81,7 @@ def aws_image(version: str = "release-0.1.0", released: bool = True):  # type: i
             "raw_sha256": "r" * 64,
             "build_time": "2025-01-01T00:00:00Z",
             "image_name": "debian-12",
+            "tag_prefix": "release-",
             "settings": AWS,
         },
     )
@@ -163,6 +164,7 @@ def test_the_gallery_version_name_matches_the_release():
             "vhd_sha256": "v" * 64,
             "build_time": "2025-01-01T00:00:00Z",
             "image_name": "debian-12",
+            "tag_prefix": "release-",
             "settings": AZURE,
             "release_candidate": True,
         },
@@ -208,6 +210,7 @@ def test_a_native_aws_build_starts_from_an_owner_pinned_ami():
             "source_dir": "/src",
             "work_dir": "/srv/factory",
             "image_name": "debian-12",
+            "tag_prefix": "release-",
             "aws": aws_settings({"mode": "native", "region": "eu-west-1"}),
         },
     )

@@ -84,3 +84,15 @@ def test_typos_and_wrong_shapes_are_refused_naming_the_key(raw: dict, message: s
 def test_state_folders_may_live_under_state_or_outside_the_project(tmp_path: Path) -> None:
     settings = validate({**GOOD, "registryDir": str(tmp_path / "registry"), "workDir": ".state/elsewhere"}, ROOT)
     assert settings.registry_dir == str(tmp_path / "registry")
+
+
+def test_tag_prefixes_that_cannot_name_files_are_refused() -> None:
+    for prefix in ("images/", "dev-", "rel ease"):
+        with pytest.raises(FactoryError, match=r"imagefactory:tagPrefix is"):
+            validate({**GOOD, "tagPrefix": prefix})
+    assert validate({**GOOD, "tagPrefix": "v", "releases": ["v1.0.0-rc.1"]}).releases == ("v1.0.0-rc.1",)
+
+
+def test_an_azure_stack_refuses_a_pre_release_naming_the_key() -> None:
+    with pytest.raises(FactoryError, match=r"imagefactory:releases lists release-1.0.0-rc.1, a pre-release"):
+        validate({**GOOD, **{"target": "azure", "azure": AZURE, "releases": ["release-1.0.0-rc.1"]}})

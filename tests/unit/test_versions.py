@@ -117,3 +117,15 @@ def test_plan_lists_each_release_then_the_working_tree_once(repo: Path) -> None:
 def test_plan_refuses_an_empty_stack(repo: Path) -> None:
     with pytest.raises(FactoryError, match="nothing to build"):
         versions.plan(repo, (), False)
+
+
+def test_a_step_accepts_a_release_under_any_valid_prefix_and_a_pre_release() -> None:
+    from imagefactory.versions import validate_version_name
+
+    for name in ("release-1.0.0-rc.1", "v2.3.4", "images-1.0.0", "dev-0123abc-dirty"):
+        assert validate_version_name(name) == name
+    for name in ("release/1.0.0", "release-1.0", "latest"):
+        with pytest.raises(FactoryError, match="is not accepted"):
+            validate_version_name(name)
+    with pytest.raises(FactoryError, match=r"release tag v1\.0\.0|vX\.Y\.Z"):
+        validate_version_name("release-1.0.0", "v")
