@@ -1,7 +1,8 @@
 """Releases never change, and applications launch them by version (turn-and-burn).
 
 A throwaway git repository gets two tags. The image stack publishes release-0.1.0, then
-release-0.2.0, and 0.1.0 must stay byte-for-byte untouched. Moving a tag is refused. The
+release-0.2.0 (whose release is killed twice on the way, see test_faults.py), and 0.1.0 must stay
+byte-for-byte untouched. Moving a tag is refused. The
 example application stack then runs 0.1.0 in a local VM, is bumped to 0.2.0 (the preview shows
 a create-before-delete replacement and the new VM reports 0.2.0), and is rolled back.
 """
@@ -17,6 +18,13 @@ import pytest
 
 from tests.helpers import pulumi
 from tests.integration.conftest import Project, new_project
+from tests.integration.test_faults import (
+    assert_clean_after_kill,
+    live_keys,
+    make_release,
+    processes_of,
+    release_and_kill,
+)
 
 GIT_ENV = {
     "GIT_AUTHOR_NAME": "t",
@@ -72,7 +80,22 @@ def test_publishing_a_second_release_leaves_the_first_untouched(two_releases: Pr
     # `pulumi preview --json` lists unchanged resources only in its summary.
     assert {op for name, op in ops.items() if name.startswith("release-0.1.0")} <= {"same"}, ops
     assert ops["release-0.2.0-packer"] == "create"
-    project.pulumi("up", "--yes", "--skip-preview")
+
+    # Faults on the way: killed during Packer, then during the conversions; each time nothing of
+    # 0.2.0 is published, nothing of the run survives, and the next plain `make release` goes on.
+    def packer_vm_runs() -> bool:
+        return any("qemu-system" in line for line in processes_of(project))
+
+    def converting() -> bool:
+        return any((project.path / ".state" / "work").glob("release-0.2.0/.*.partial"))
+
+    release_and_kill(project, packer_vm_runs)
+    assert_clean_after_kill(project, "release-0.2.0")
+    release_and_kill(project, converting, deadline=1800)
+    assert_clean_after_kill(project, "release-0.2.0")
+    make_release(project)
+    assert live_keys() == [] and processes_of(project) == []
+
     images = project.outputs()["images"]
     assert set(images) == {"release-0.1.0", "release-0.2.0"}
     assert images["release-0.1.0"] == first, "0.1.0's outputs are unchanged"
