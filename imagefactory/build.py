@@ -108,6 +108,21 @@ def run_packer(
     return code
 
 
+def check_disk_size(upstream: Path, disk_size_mib: int) -> None:
+    """Refuse, before anything boots, a disk smaller than the upstream image (it cannot shrink)."""
+    info = subprocess.run(
+        ["qemu-img", "info", "--output=json", str(upstream)], capture_output=True, text=True, check=False
+    )
+    if info.returncode != 0:
+        raise FactoryError(f"qemu-img cannot read the upstream image {upstream}: {info.stderr.strip()}")
+    needed = -(-json.loads(info.stdout)["virtual-size"] // (1024 * 1024))
+    if disk_size_mib < needed:
+        raise FactoryError(
+            f"imagefactory:diskSizeMiB is {disk_size_mib}, smaller than the upstream image {upstream.name} "
+            f"({needed} MiB); accepted: {needed} or more"
+        )
+
+
 def build(opts: argparse.Namespace) -> dict[str, object]:
     version = validate_version_name(opts.version)
     # Refused before Packer starts: the re-master cannot keep owners and setuid bits without it.
@@ -118,6 +133,7 @@ def build(opts: argparse.Namespace) -> dict[str, object]:
     upstream = Path(opts.upstream_path)
     if not upstream.is_file():
         raise FactoryError(f"upstream image {upstream} does not exist; re-run so UpstreamImage fetches it")
+    check_disk_size(upstream, opts.disk_size_mib)
     accelerator = accel.choose(opts.accelerator, upstream, opts.cache)
 
     work = opts.work_dir.resolve() / version

@@ -140,3 +140,17 @@ def test_the_vhd_footer_carries_the_commit_time_and_a_valid_checksum(disk_factor
     stored = int.from_bytes(footer[64:68], "big")
     footer[64:68] = b"\0\0\0\0"
     assert stored == ~sum(footer) & 0xFFFFFFFF
+
+
+def test_a_disk_smaller_than_the_upstream_is_refused_before_anything_boots(tmp_path) -> None:  # type: ignore[no-untyped-def]  # pytest fixture
+    from imagefactory.build import check_disk_size
+    from imagefactory.errors import FactoryError
+
+    image = tmp_path / "upstream.qcow2"
+    subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", str(image), "2G"], check=True)
+    check_disk_size(image, 2048)
+    with pytest.raises(
+        FactoryError,
+        match=r"imagefactory:diskSizeMiB is 1024, smaller than the upstream image upstream.qcow2 \(2048 MiB\)",
+    ):
+        check_disk_size(image, 1024)
