@@ -25,6 +25,8 @@ def _capturing_register(self, request):  # type: ignore[no-untyped-def]
         "protect": request.protect,
         "retain_on_delete": request.retainOnDelete,
         "replace_on_changes": list(request.replaceOnChanges),
+        "dependencies": list(request.dependencies)
+        + [urn for deps in request.propertyDependencies.values() for urn in deps.urns],
     }
     return _original_register(self, request)
 
@@ -214,7 +216,10 @@ def test_formats_are_converted_only_after_the_seal_check_passed():
     def check(_: Any) -> None:
         convert = REGISTERED["release-0.1.0-convert"]["inputs"]
         assert convert["environment"]["RAW_SHA256"] == "r" * 64, "release-0.1.0-convert converts the checked RAW"
-        assert convert["environment"]["SEALED"] == "True", "release-0.1.0-convert waits for the seal report"
+        depends = REGISTERED["release-0.1.0-convert"]["dependencies"]
+        assert any(urn.endswith("::release-0.1.0-seal-check") for urn in depends), (
+            f"release-0.1.0-convert must wait for the seal check (so a failed check stops it); depends on {depends}"
+        )
 
     return outputs["entry"].apply(check)
 
