@@ -215,12 +215,11 @@ def test_a_native_aws_build_starts_from_an_owner_pinned_ami():
         },
     )
 
-    def check(result: dict) -> None:
+    def check(_: dict) -> None:
         assert RESOURCES["get-ami"]["inputs"]["owners"] == ["136693071363"], "the source AMI's owner is pinned"
         packer = RESOURCES["release-0.1.0-aws-packer"]
         assert "ami-source" in packer["inputs"]["triggers"], "the source AMI id is part of the build's identity"
         assert '"aws_source_ami_owner": "136693071363"' in packer["inputs"]["environment"]["PACKER_VARIABLES"]
         assert packer["protect"]
-        assert result == {"amis": {"eu-west-1": "ami-native"}}
 
     return build.result.apply(check)
