@@ -202,9 +202,8 @@ for version in planned:
     images[version.name] = native_build(version, source) if upstream is None else local_build(version, source, upstream)
 
 # Paths in the state are relative to the project root; the lookup table gives absolute ones.
-pulumi.export(
-    "images", {name: entry.apply(lambda e: registry.absolute_entry(e, ROOT)) for name, entry in images.items()}
-)
+lookup_table = {name: entry.apply(lambda e: registry.absolute_entry(e, ROOT)) for name, entry in images.items()}
+pulumi.export("images", lookup_table)
 if upstream is not None:
     pulumi.export("upstream", {"source": upstream.source, "sha256": upstream.sha256, "via": upstream.via})
     pulumi.export("registry", str(registry_path))

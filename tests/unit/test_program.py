@@ -1,0 +1,261 @@
+"""The real program, `__main__.py`, under Pulumi mocks, with each stack file of stacks/ (plus the
+native variants of aws and azure): what it registers, what it protects, how it tags, and an
+`images` output that the application's LaunchTemplate can launch on every target.
+
+The program runs in a throwaway copy of the project with its own git repository and a release
+tag, exactly as `pulumi up` would run it there; only the engine and the clouds are mocked.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import runpy
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pulumi
+import pytest
+import yaml
+from pulumi.runtime import mocks as pulumi_mocks
+
+from tests.helpers import ROOT, copy_project, init_git
+
+GIT_ENV = {**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@x.invalid"}
+GIT_ENV.update(GIT_COMMITTER_NAME="t", GIT_COMMITTER_EMAIL="t@x.invalid")
+RESOURCES: dict[str, dict[str, Any]] = {}
+_register = pulumi_mocks.MockMonitor.RegisterResource
+
+
+def _capture(self, request):  # type: ignore[no-untyped-def]  # the monitor's own signature
+    RESOURCES.setdefault(request.name, {}).update(
+        {
+            "type": request.type,
+            "parent": request.parent,
+            "protect": request.protect,
+            "retain_on_delete": request.retainOnDelete,
+        }
+    )
+    return _register(self, request)
+
+
+def step_result(name: str, inputs: dict[str, Any]) -> dict[str, Any]:
+    """What each pipeline step prints as its last line, shaped like the real steps' results."""
+    env = inputs.get("environment", {})
+    version = env.get("IMAGE_VERSION", "")
+    registry = f".state/registry/{version}"
+    files = {
+        fmt: {"path": f"{registry}/debian-12-{version}.{ext}", "sha256": fmt[0] * 64, "bytes": 3 << 30}
+        for fmt, ext in (("raw", "raw"), ("qcow2", "qcow2"), ("vhd", "vhd"), ("vmdk", "vmdk"), ("ova", "ova"))
+    }
+    results = {
+        "-resolve": {"path": "/cache/up.qcow2", "sha256": "u" * 64, "source": "stage0:x", "via": "stage0"},
+        "-source": {"dir": f".state/work/sources/{version}", "commit": env.get("IMAGE_COMMIT", "")},
+        "-packer": {
+            "raw": f".state/work/{version}/b/disk.raw",
+            "sha256": "r" * 64,
+            "build_time": "2026-01-01T00:00:00Z",
+            "log": ".state/work/logs/x.log",
+        },
+        "-seal-check": {"sealed": True, "findings": []},
+        "-convert": {"dir": f".state/work/{version}/formats-x", "version": version, "formats": {}},
+        "-publish": {"version": version, "commit": "c" * 40, "dir": registry, "formats": files},
+        "-vhd": {"url": "https://st.blob.core.windows.net/imagefactory/x.vhd"},
+        "-vm": {"reported_version": env.get("IMAGE_VERSION", ""), "pid": 1},
+        "-aws-packer": {"amis": {"eu-west-1": "ami-0native"}},
+        "-azure-packer": {
+            "managed_image_id": "/subscriptions/sub-1/resourceGroups/rg-images/providers/Microsoft.Compute/images/i",
+            "gallery_image_version_id": "/subscriptions/sub-1/resourceGroups/rg-images/providers/"
+            "Microsoft.Compute/galleries/imagefactory/images/debian-12/versions/0.1.0",
+        },
+    }
+    return results[max((s for s in results if name.endswith(s)), key=len)]
+
+
+class Mocks(pulumi.runtime.Mocks):
+    def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str, dict]:
+        RESOURCES.setdefault(args.name, {})["inputs"] = args.inputs
+        outputs = dict(args.inputs)
+        if args.typ == "command:local:Command":
+            outputs["stdout"] = json.dumps(step_result(args.name, args.inputs))
+        elif args.typ == "aws:ec2/ami:Ami":
+            return f"ami-{args.name}", outputs
+        elif args.typ == "aws:ec2/amiCopy:AmiCopy":
+            return f"ami-copy-{args.inputs['region']}", outputs
+        elif args.typ.startswith("azure-native:compute:GalleryImageVersion"):
+            return f"/gallery-version/{args.inputs.get('galleryImageVersionName')}", outputs
+        outputs.setdefault("name", args.inputs.get("galleryName", args.name))
+        return f"{args.name}-id", outputs
+
+    def call(self, args: pulumi.runtime.MockCallArgs) -> tuple[dict, list | None]:
+        if args.token == "aws:ec2/getAmi:getAmi":
+            return {"id": "ami-source", "ownerId": "136693071363", "architecture": "x86_64"}, []
+        if args.token == "azure-native:authorization:getClientConfig":
+            return {"subscriptionId": "sub-1", "tenantId": "t", "clientId": "c", "objectId": "o"}, []
+        return {}, []
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = copy_project(tmp_path_factory.mktemp("program") / "project")
+    init_git(path, tag="release-0.1.0")
+    (path / "README.md").write_text("a change after the release\n")
+    subprocess.run(["git", "-C", str(path), "commit", "-qam", "after the release"], check=True, env=GIT_ENV)
+    return path
+
+
+@pytest.fixture(autouse=True)
+def mocked(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    RESOURCES.clear()
+    monkeypatch.setattr(pulumi_mocks.MockMonitor, "RegisterResource", _capture)
+    yield
+
+
+def stack_config(stack: str, **overrides: Any) -> dict[str, str]:
+    """Pulumi.yaml's defaults, then the stack file, then overrides: what the engine passes in."""
+    declared = yaml.safe_load((ROOT / "Pulumi.yaml").read_text())["config"]
+    config: dict[str, Any] = {f"imagefactory:{k}": spec["default"] for k, spec in declared.items() if "default" in spec}
+    config.update(yaml.safe_load((ROOT / "stacks" / f"Pulumi.{stack}.yaml").read_text()).get("config") or {})
+    config.update({f"imagefactory:{k}": v for k, v in overrides.items()})
+    return {key: value if isinstance(value, str) else json.dumps(value) for key, value in config.items()}
+
+
+def run_program(project: Path, config: dict[str, str]) -> dict[str, Any]:
+    pulumi.runtime.set_mocks(Mocks(), project="imagefactory", stack="test", preview=False)
+    pulumi.runtime.set_all_config(config)
+    cwd = Path.cwd()
+    os.chdir(project)
+    try:
+        return runpy.run_path(str(project / "__main__.py"), run_name="__main__")
+    finally:
+        os.chdir(cwd)
+
+
+def images_of(program: dict[str, Any]) -> pulumi.Output:
+    """The program's `images` stack output."""
+    return pulumi.Output.all(**program["lookup_table"])
+
+
+def named(suffix: str) -> dict[str, Any]:
+    matches = [r for n, r in RESOURCES.items() if n.endswith(suffix)]
+    assert len(matches) == 1, f"one resource named *{suffix}, found {sorted(RESOURCES)}"
+    return matches[0]
+
+
+@pulumi.runtime.test
+def test_the_local_stack_publishes_the_working_tree_with_absolute_paths(project: Path):
+    program = run_program(project, stack_config("local"))
+
+    def check(images: dict[str, dict]) -> None:
+        (version, entry), *_ = images.items()
+        assert version.startswith("dev-") and len(images) == 1
+        assert entry["formats"]["qcow2"]["path"] == str(
+            project / f".state/registry/{version}/debian-12-{version}.qcow2"
+        )
+        assert not named("-publish")["protect"], "a development version is not protected"
+        packer = named(f"{version}-packer")
+        assert packer["parent"].endswith(f"ImageBuild::{version}"), "the build step is a child of its ImageBuild"
+
+    return images_of(program).apply(check)
+
+
+@pulumi.runtime.test
+def test_the_aws_stack_imports_the_release_tags_it_and_protects_it(project: Path):
+    program = run_program(project, stack_config("aws", releases=["release-0.1.0"], buildWorkingTree=False))
+
+    def check(images: dict[str, dict]) -> None:
+        entry = images["release-0.1.0"]
+        assert entry["aws"] == {
+            "eu-west-1": "ami-release-0.1.0-ami",
+            "eu-central-1": "ami-copy-eu-central-1",
+            "us-east-1": "ami-copy-us-east-1",
+        }
+        for suffix in ("-snapshot", "-ami", "-ami-eu-central-1", "-ami-us-east-1"):
+            resource = named(f"release-0.1.0{suffix}")
+            assert resource["protect"] and resource["retain_on_delete"], f"release-0.1.0{suffix} is protected"
+            assert resource["inputs"]["tags"]["ImageVersion"] == "release-0.1.0", f"release-0.1.0{suffix} is tagged"
+        assert (
+            named("release-0.1.0-disk")["inputs"]["source"].path
+            == ".state/registry/release-0.1.0/debian-12-release-0.1.0.raw"
+        )
+
+    return images_of(program).apply(check)
+
+
+@pulumi.runtime.test
+def test_the_azure_stack_publishes_gallery_version_x_y_z_from_the_verified_vhd(project: Path):
+    program = run_program(project, stack_config("azure"))
+
+    def check(images: dict[str, dict]) -> None:
+        assert images["release-0.1.0"]["azure"] == {"gallery_image_version_id": "/gallery-version/0.1.0"}
+        version = named("release-0.1.0-version")
+        assert version["protect"] and version["retain_on_delete"]
+        assert version["inputs"]["publishingProfile"]["excludeFromLatest"] is False
+        upload = named("release-0.1.0-vhd")["inputs"]["environment"]
+        assert upload["VHD_SHA256"] == "v" * 64, "the upload is verified against the published VHD's digest"
+
+    return images_of(program).apply(check)
+
+
+@pytest.mark.parametrize(
+    ("stack", "overrides", "key", "expected"),
+    [
+        ("aws", {"aws": {"mode": "native", "region": "eu-west-1"}}, "aws", {"eu-west-1": "ami-0native"}),
+        (
+            "azure",
+            {"azure": {"mode": "native", "resourceGroup": "rg-images", "marketplace": {"version": "0.20250101.0"}}},
+            "azure",
+            "galleries/imagefactory/images/debian-12/versions/0.1.0",
+        ),
+    ],
+)
+def test_native_builds_give_an_entry_the_launch_template_reads(
+    project: Path, stack: str, overrides: dict, key: str, expected: Any
+) -> None:
+    @pulumi.runtime.test
+    def run():  # type: ignore[no-untyped-def]  # a Pulumi test returns an Output
+        program = run_program(project, stack_config(stack, **overrides))
+
+        def check(images: dict[str, dict]) -> None:
+            entry = next(iter(images.values()))
+            if key == "aws":
+                assert entry["aws"] == expected
+            else:
+                assert entry["azure"]["gallery_image_version_id"].endswith(expected)
+            assert_launchable(key, entry)
+
+        return images_of(program).apply(check)
+
+    run()
+
+
+def assert_launchable(target: str, entry: dict[str, Any]) -> None:
+    """The application's LaunchTemplate takes this entry without a missing key."""
+    from components.launch_template import LaunchTemplate
+
+    args: dict[str, Any] = {"target": target, "version": entry["version"], "image": entry}
+    if target == "aws":
+        args["region"] = next(iter(entry["aws"]))
+    if target == "azure":
+        args["resource_group_name"] = "rg-app"
+    LaunchTemplate(f"app-{target}", args)  # type: ignore[arg-type]  # built from plain values here
+
+
+@pulumi.runtime.test
+def test_every_import_target_entry_is_launchable(project: Path):
+    entries: dict[str, pulumi.Output] = {}
+    for stack, overrides in (
+        ("local", {}),
+        ("aws", {"releases": ["release-0.1.0"], "buildWorkingTree": False}),
+        ("azure", {}),
+    ):
+        program = run_program(project, stack_config(stack, **overrides))
+        entries[stack] = images_of(program).apply(lambda i: next(iter(i.values())))
+
+    def check(values: list[dict]) -> None:
+        for target, entry in zip(entries, values, strict=True):
+            assert_launchable(target, entry)
+
+    return pulumi.Output.all(*entries.values()).apply(check)
