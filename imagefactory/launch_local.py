@@ -24,7 +24,7 @@ from pathlib import Path
 from imagefactory import accel, host
 from imagefactory.checksums import file_digest
 from imagefactory.errors import FactoryError, last_json
-from imagefactory.sealcheck import parse_stamp
+from imagefactory.stamp import parse_stamp
 from imagefactory.vm import Guest
 
 

@@ -18,6 +18,7 @@ from pathlib import Path
 from imagefactory.debugfs import Filesystem
 from imagefactory.errors import FactoryError
 from imagefactory.gpt import root_partition
+from imagefactory.stamp import parse_stamp
 
 
 @dataclass(frozen=True)
@@ -108,16 +109,6 @@ def check_filesystem(fs: Filesystem, version: str, build_user: str) -> list[Find
 
     findings += check_stamp(fs, version)
     return findings
-
-
-def parse_stamp(text: str) -> dict[str, str]:
-    """KEY=value lines of /etc/release (comments and blank lines ignored)."""
-    values = {}
-    for line in text.splitlines():
-        if line.strip() and not line.lstrip().startswith("#") and "=" in line:
-            key, _, value = line.partition("=")
-            values[key.strip()] = value.strip().strip('"')
-    return values
 
 
 def check_stamp(fs: Filesystem, version: str) -> list[Finding]:

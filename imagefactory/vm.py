@@ -16,6 +16,7 @@ from pathlib import Path
 
 from imagefactory.errors import FactoryError
 from imagefactory.host import OVMF_CODE, OVMF_VARS
+from imagefactory.stamp import parse_stamp
 
 
 def free_port() -> int:
@@ -165,8 +166,6 @@ class Guest:
 
 def read_release(image: Path, accelerator: str = "tcg") -> dict[str, str]:
     """Boot `image` (copy-on-write), read /etc/release from the running guest, shut it down."""
-    from imagefactory.sealcheck import parse_stamp
-
     with tempfile.TemporaryDirectory(prefix="imagefactory-vm-") as tmp:
         guest = Guest(image, Path(tmp), accelerator).start()
         try:

@@ -22,7 +22,8 @@ from imagefactory.debugfs import Filesystem
 from imagefactory.errors import FactoryError
 from imagefactory.gpt import root_partition
 from imagefactory.registry import verify_folder
-from imagefactory.sealcheck import check_disk, parse_stamp
+from imagefactory.sealcheck import check_disk
+from imagefactory.stamp import parse_stamp
 from tests.integration.conftest import Project
 
 FORMATS = {"raw": "raw", "qcow2": "qcow2", "vhd": "vpc", "vmdk": "vmdk", "ova": None}
