@@ -32,7 +32,7 @@ AWS_KEYS = (
     "sourceAmiName",
     "instanceType",
 )
-AZURE_KEYS = (
+AZURE_KEYS = (  # the string settings first, up to targetRegions
     "mode",
     "resourceGroup",
     "location",
@@ -145,21 +145,7 @@ def azure_settings(raw: dict[str, Any]) -> AzureSettings:
     from imagefactory.settings import check_known_keys
 
     check_known_keys("imagefactory:azure.", raw, AZURE_KEYS)
-    _strings(
-        "imagefactory:azure.",
-        raw,
-        (
-            "mode",
-            "resourceGroup",
-            "location",
-            "storageAccount",
-            "gallery",
-            "imageDefinition",
-            "publisher",
-            "offer",
-            "sku",
-        ),
-    )
+    _strings("imagefactory:azure.", raw, AZURE_KEYS[: AZURE_KEYS.index("targetRegions")])
     mode = raw.get("mode", "import")
     if mode not in ("import", "native"):
         raise FactoryError(f"imagefactory:azure.mode is {mode!r}; accepted values: import, native")
