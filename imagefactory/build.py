@@ -29,7 +29,7 @@ from pathlib import Path
 
 from imagefactory import accel, fstree, host
 from imagefactory.checksums import file_digest
-from imagefactory.errors import FactoryError, last_json
+from imagefactory.errors import FactoryError, last_json, run_step
 from imagefactory.remaster import remaster
 from imagefactory.versions import iso_time, validate_version_name
 
@@ -282,19 +282,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--timeout-minutes", type=int, default=facts.build_timeout_minutes)
     parser.add_argument("--build-epoch", type=int, required=True, help="commit time, stamped as BUILD_TIME")
     opts = parser.parse_args(argv)
-    # A cancelled `pulumi up` sends SIGTERM: unwind like Ctrl-C, so the key is deleted and Packer
-    # (which gets the signal too, in the same process group) stops its VM and cleans up.
-    signal.signal(signal.SIGTERM, signal.default_int_handler)
-    try:
-        result = build(opts)
-    except FactoryError as exc:
-        print(f"build: {exc}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print("build: interrupted; no image was kept", file=sys.stderr)
-        return 130
-    print(json.dumps(result))
-    return 0
+    # A cancelled `pulumi up` sends SIGTERM; run_step unwinds it like Ctrl-C, so the key is
+    # deleted and Packer (signalled by run_packer) stops its VM and cleans up.
+    return run_step("build", lambda: build(opts))
 
 
 if __name__ == "__main__":

@@ -19,7 +19,7 @@ import tempfile
 from pathlib import Path
 
 from imagefactory.build import run_packer
-from imagefactory.errors import FactoryError
+from imagefactory.errors import FactoryError, run_step
 from imagefactory.versions import iso_time
 
 SOURCES = {"aws": "amazon-ebs.aws", "azure": "azure-arm.azure"}
@@ -74,52 +74,51 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--upstream", required=True)
     parser.add_argument("--variables", required=True, help="JSON object of Packer variables for the source")
     args = parser.parse_args(argv)
-    try:
-        logs = args.work_dir / "logs"
-        logs.mkdir(parents=True, exist_ok=True)
-        stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
-        output = args.work_dir / args.version / f"{args.target}-{stamp}"
-        with tempfile.TemporaryDirectory(prefix="imagefactory-cloud-") as tmp:
-            extra = Path(tmp) / "build-vars.json"
-            extra.write_text(
-                json.dumps(
-                    {
-                        "image_version": args.version,
-                        "image_commit": args.commit,
-                        "upstream_digest": args.upstream,
-                        "upstream_source": args.upstream,
-                        "seal_build_user": BUILD_USERS[args.target],
-                        "source_date_epoch": str(args.build_epoch),
-                        "build_time": iso_time(args.build_epoch),
-                    }
-                )
+    return run_step("build", lambda: build(args))
+
+
+def build(args: argparse.Namespace) -> dict[str, object]:
+    """Run the cloud source of Packer and return the artifact (AMIs or the gallery version)."""
+    logs = args.work_dir / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
+    output = args.work_dir / args.version / f"{args.target}-{stamp}"
+    with tempfile.TemporaryDirectory(prefix="imagefactory-cloud-") as tmp:
+        extra = Path(tmp) / "build-vars.json"
+        extra.write_text(
+            json.dumps(
+                {
+                    "image_version": args.version,
+                    "image_commit": args.commit,
+                    "upstream_digest": args.upstream,
+                    "upstream_source": args.upstream,
+                    "seal_build_user": BUILD_USERS[args.target],
+                    "source_date_epoch": str(args.build_epoch),
+                    "build_time": iso_time(args.build_epoch),
+                }
             )
-            variables = {
-                "image_version": args.version,
-                "image_commit": args.commit,
-                "upstream_digest": args.upstream,
-                "ansible_extra_vars_file": str(extra),
-                "output_directory": str(output),
-                **json.loads(args.variables),
-            }
-            env = dict(os.environ)
-            for name, value in variables.items():
-                env[f"PKR_VAR_{name}"] = value if isinstance(value, str) else json.dumps(value)
-            code = run_packer(
-                ["packer", "build", "-color=false", f"-only={SOURCES[args.target]}", "."],
-                logs / f"{args.version}-{args.target}-{stamp}.log",
-                args.source_dir / "packer",
-                env,
-            )
-        if code != 0:
-            raise FactoryError(f"packer build ({SOURCES[args.target]}) of {args.version} failed (exit code {code})")
-        manifest = json.loads(Path(f"{output}-manifest.json").read_text())
-        result = parse_artifact(args.target, manifest, json.loads(args.variables))
-    except FactoryError as exc:
-        print(f"build: {exc}", file=sys.stderr)
-        return 1
-    print(json.dumps(result))
-    return 0
+        )
+        variables = {
+            "image_version": args.version,
+            "image_commit": args.commit,
+            "upstream_digest": args.upstream,
+            "ansible_extra_vars_file": str(extra),
+            "output_directory": str(output),
+            **json.loads(args.variables),
+        }
+        env = dict(os.environ)
+        for name, value in variables.items():
+            env[f"PKR_VAR_{name}"] = value if isinstance(value, str) else json.dumps(value)
+        code = run_packer(
+            ["packer", "build", "-color=false", f"-only={SOURCES[args.target]}", "."],
+            logs / f"{args.version}-{args.target}-{stamp}.log",
+            args.source_dir / "packer",
+            env,
+        )
+    if code != 0:
+        raise FactoryError(f"packer build ({SOURCES[args.target]}) of {args.version} failed (exit code {code})")
+    manifest = json.loads(Path(f"{output}-manifest.json").read_text())
+    return parse_artifact(args.target, manifest, json.loads(args.variables))
 
 
 if __name__ == "__main__":

@@ -1,6 +1,9 @@
 """The one error type that users see: a message that names the bad input and what is accepted."""
 
 import json
+import signal
+import sys
+from collections.abc import Callable
 from typing import Any
 
 
@@ -16,3 +19,21 @@ def last_json(stdout: str) -> dict[str, Any]:
 
 class FactoryError(Exception):
     """A user-facing failure. The command-line entry points print it without a traceback."""
+
+
+def run_step(name: str, work: Callable[[], dict[str, Any] | None]) -> int:
+    """Run one step's work the way every step reports: its result as the last stdout line (one
+    JSON object), a FactoryError as one line on stderr (exit 1), an interrupt or a cancel (SIGTERM
+    from `pulumi cancel`) unwound like Ctrl-C so cleanups run (exit 130). Never a traceback."""
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    try:
+        result = work()
+    except FactoryError as exc:
+        print(f"{name}: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"{name}: interrupted; nothing was kept", file=sys.stderr)
+        return 130
+    if result is not None:
+        print(json.dumps(result))
+    return 0

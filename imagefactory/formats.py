@@ -26,7 +26,7 @@ from pathlib import Path
 
 from imagefactory import host, ovf
 from imagefactory.checksums import file_digest, format_sums
-from imagefactory.errors import FactoryError, last_json
+from imagefactory.errors import FactoryError, last_json, run_step
 from imagefactory.remaster import derived_uuid
 
 MIB = 1024 * 1024
@@ -244,36 +244,35 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--formats", required=True, help="comma-separated: raw,qcow2,vhd,vmdk,ova,vhdx")
     parser.add_argument("--name", default="debian-12")
     args = parser.parse_args(argv)
-    args.out = args.out_base / f"formats-{args.raw_sha256[:12]}-{os.urandom(4).hex()}"
-    try:
-        if not args.raw.is_file():
-            raise FactoryError(f"sealed RAW {args.raw} does not exist; rebuild the image")
-        if file_digest(args.raw) != args.raw_sha256:
-            raise FactoryError(f"{args.raw} changed since it was sealed and checked; rebuild the image")
-        for stale in args.out_base.glob(".formats-*.partial"):
-            shutil.rmtree(stale, ignore_errors=True)  # left by a run that was killed
-        tmp_out = args.out.with_name(f".{args.out.name}.partial")
-        print(f"formats: converting {args.version} to {args.formats}", file=sys.stderr)
-        formats = produce(args.raw, tmp_out, args.name, args.version, args.formats.split(","), args.build_epoch)
-        manifest = {
-            "version": args.version,
-            "commit": args.commit,
-            "name": args.name,
-            "disk_size_mib": args.raw.stat().st_size // MIB,
-            "build_time": args.build_time,
-            "upstream": {"source": args.upstream_source, "sha256": args.upstream_sha256},
-            "sealed_raw_sha256": args.raw_sha256,
-            "formats": formats,
-        }
-        write_atomic(tmp_out / "manifest.json", json.dumps(manifest, indent=2, sort_keys=True) + "\n")
-        write_atomic(tmp_out / "SHA256SUMS", format_sums({v["file"]: v["sha256"] for v in formats.values()}))
-        tmp_out.replace(args.out)
-    except FactoryError as exc:
-        print(f"formats: {exc}", file=sys.stderr)
-        return 1
-    manifest["dir"] = host.portable(args.out)
-    print(json.dumps(manifest))
-    return 0
+    return run_step("formats", lambda: convert_all(args))
+
+
+def convert_all(args: argparse.Namespace) -> dict[str, object]:
+    """Every format of the sealed RAW in a new folder, with its SHA256SUMS and manifest."""
+    out = args.out_base / f"formats-{args.raw_sha256[:12]}-{os.urandom(4).hex()}"
+    if not args.raw.is_file():
+        raise FactoryError(f"sealed RAW {args.raw} does not exist; rebuild the image")
+    if file_digest(args.raw) != args.raw_sha256:
+        raise FactoryError(f"{args.raw} changed since it was sealed and checked; rebuild the image")
+    for stale in args.out_base.glob(".formats-*.partial"):
+        shutil.rmtree(stale, ignore_errors=True)  # left by a run that was killed
+    tmp_out = out.with_name(f".{out.name}.partial")
+    print(f"formats: converting {args.version} to {args.formats}", file=sys.stderr)
+    formats = produce(args.raw, tmp_out, args.name, args.version, args.formats.split(","), args.build_epoch)
+    manifest: dict[str, object] = {
+        "version": args.version,
+        "commit": args.commit,
+        "name": args.name,
+        "disk_size_mib": args.raw.stat().st_size // MIB,
+        "build_time": args.build_time,
+        "upstream": {"source": args.upstream_source, "sha256": args.upstream_sha256},
+        "sealed_raw_sha256": args.raw_sha256,
+        "formats": formats,
+    }
+    write_atomic(tmp_out / "manifest.json", json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+    write_atomic(tmp_out / "SHA256SUMS", format_sums({v["file"]: v["sha256"] for v in formats.values()}))
+    tmp_out.replace(out)
+    return {**manifest, "dir": host.portable(out)}
 
 
 if __name__ == "__main__":

@@ -5,14 +5,13 @@ from __future__ import annotations
 import argparse
 import hashlib
 import io
-import json
 import shutil
 import subprocess
 import sys
 import tarfile
 from pathlib import Path
 
-from imagefactory.errors import FactoryError
+from imagefactory.errors import FactoryError, run_step
 from imagefactory.host import portable
 
 BUILD_INPUTS = ("packer", "ansible")
@@ -63,13 +62,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--commit", required=True)
     parser.add_argument("--dest", type=Path, required=True)
     args = parser.parse_args(argv)
-    try:
-        dest = export_commit(args.repo, args.commit, args.dest)
-    except FactoryError as exc:
-        print(f"sources: {exc}", file=sys.stderr)
-        return 1
-    print(json.dumps({"dir": portable(dest), "commit": args.commit}))
-    return 0
+    return run_step(
+        "sources", lambda: {"dir": portable(export_commit(args.repo, args.commit, args.dest)), "commit": args.commit}
+    )
 
 
 if __name__ == "__main__":

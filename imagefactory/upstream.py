@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import json
 import os
 import shutil
 import subprocess
@@ -27,7 +26,7 @@ from pathlib import Path
 
 from imagefactory import host
 from imagefactory.checksums import file_digest, parse_expected, parse_sums, verify
-from imagefactory.errors import FactoryError
+from imagefactory.errors import FactoryError, run_step
 
 STAGE0_SCRIPT = Path(__file__).resolve().parent / "stage0" / "build.sh"
 FETCH_TIMEOUT = 20
@@ -177,13 +176,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--fallback", choices=("stage0", "none"), default="stage0")
     parser.add_argument("--cache", type=Path, help="default: the per-user cache (imagefactory.host)")
     args = parser.parse_args(argv)
-    try:
-        upstream = resolve_with_fallback(args.url, args.checksum, args.fallback, args.cache or host.cache_dir())
-    except FactoryError as exc:
-        print(f"upstream: {exc}", file=sys.stderr)
-        return 1
-    print(json.dumps(asdict(upstream)))
-    return 0
+    cache = args.cache or host.cache_dir()
+    return run_step("upstream", lambda: asdict(resolve_with_fallback(args.url, args.checksum, args.fallback, cache)))
 
 
 if __name__ == "__main__":
