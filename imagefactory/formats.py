@@ -52,6 +52,10 @@ FORMATS = {
 }
 
 
+# Every format a stack may ask for: the disk formats above, and the OVA that packages the VMDK.
+ALL_FORMATS = (*FORMATS, "ova")
+
+
 def _run(args: list[str]) -> str:
     result = subprocess.run(args, capture_output=True, text=True, check=False)
     if result.returncode != 0:
@@ -176,9 +180,9 @@ def make_ova(vmdk: Path, dest: Path, name: str, version: str, capacity: int, mti
 
 
 def produce(raw: Path, out: Path, name: str, version: str, formats: list[str], mtime: int) -> dict[str, dict]:
-    unknown = [f for f in formats if f not in FORMATS and f != "ova"]
+    unknown = [f for f in formats if f not in ALL_FORMATS]
     if unknown:
-        raise FactoryError(f"unknown format(s) {', '.join(unknown)}; accepted: {', '.join([*FORMATS, 'ova'])}")
+        raise FactoryError(f"unknown format(s) {', '.join(unknown)}; accepted: {', '.join(ALL_FORMATS)}")
     size = raw.stat().st_size
     if size % MIB:
         raise FactoryError(f"{raw.name} is {size} bytes, not a whole number of MiB (Azure requires it for VHD)")

@@ -15,10 +15,11 @@ from typing import Any
 
 from imagefactory.cloud import aws_settings, azure_settings
 from imagefactory.errors import FactoryError
+from imagefactory.formats import ALL_FORMATS
 from imagefactory.versions import DEFAULT_TAG_PREFIX, TAG_PREFIX, parse_release_tag
 
 TARGETS = ("local", "aws", "azure")
-FORMATS = ("raw", "qcow2", "vhd", "vmdk", "ova", "vhdx")
+FORMATS = ALL_FORMATS  # one table: imagefactory.formats
 FALLBACKS = ("stage0", "none")
 ACCELERATORS = ("auto", "kvm", "tcg")
 CHECKSUM = re.compile(r"^(sha256:[0-9a-f]{64}|sha512:[0-9a-f]{128}|file:.+)$")
