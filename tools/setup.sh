@@ -50,6 +50,8 @@ DEB_COMMANDS=(
   "zstd:zstd"
   "git:git"
   "curl:curl"
+  "node:nodejs"
+  "npm:npm"
   "ssh-keygen:openssh-client"
   "make:make"
 )
@@ -207,6 +209,19 @@ check() {
   qemu-img --version | head -1
 }
 
+# --- Azurite, the Azure Storage emulator the Azure upload is tested against -----------
+install_azurite() {
+  local dir=$IMAGEFACTORY_TOOLS/azurite-$AZURITE_VERSION
+  [ -x "$dir/node_modules/.bin/azurite-blob" ] && return 0
+  log "installing azurite $AZURITE_VERSION from the npm registry"
+  rm -rf "$dir.tmp"
+  mkdir -p "$dir.tmp"
+  run_or_fail azurite "$AZURITE_VERSION" npm install --prefix "$dir.tmp" --no-audit --no-fund --loglevel=error \
+    "azurite@$AZURITE_VERSION"
+  rm -rf "$dir"
+  mv "$dir.tmp" "$dir"
+}
+
 main() {
   if [ "${1:-}" = "--check" ]; then
     check
@@ -219,6 +234,7 @@ main() {
   install_pulumi
   install_command_provider
   install_packer
+  install_azurite
   ensure_passphrase
   "$IMAGEFACTORY_ROOT/tools/stack.sh" git-filter
 }
