@@ -55,7 +55,7 @@ def test_a_bad_config_value_fails_the_preview_with_a_clear_message(tmp_path: Pat
     project.pulumi("config", "set", "--path", "imagefactory:formats[1]", "iso")
     result = project.pulumi("preview", check=False)
     assert result.returncode != 0
-    assert "imagefactory:formats is 'iso'; accepted values: raw, qcow2, vhd, vmdk, ova, vhdx" in result.stdout
+    assert "imagefactory:formats is 'iso'; accepted values: raw, qcow2, vhd, vmdk, vhdx, ova" in result.stdout
     assert "Traceback" not in result.stdout + result.stderr
 
 
