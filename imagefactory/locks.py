@@ -19,7 +19,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from imagefactory.errors import FactoryError
+from imagefactory.errors import FactoryError, run_step
 
 
 @dataclass(frozen=True)
@@ -82,13 +82,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--project", default="imagefactory")
     parser.add_argument("--stack", required=True)
     args = parser.parse_args(argv)
-    try:
+
+    def clear() -> None:
         for message in clear_stale(args.backend, args.project, args.stack):
             print(f"locks: {message}", file=sys.stderr)
-    except FactoryError as exc:
-        print(f"locks: {exc}", file=sys.stderr)
-        return 1
-    return 0
+
+    return run_step("locks", clear)
 
 
 if __name__ == "__main__":
