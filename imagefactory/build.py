@@ -30,6 +30,7 @@ from pathlib import Path
 from imagefactory import accel, fstree, host
 from imagefactory.checksums import file_digest
 from imagefactory.errors import FactoryError, last_json, run_step
+from imagefactory.locks import alive
 from imagefactory.remaster import remaster
 from imagefactory.versions import iso_time, validate_version_name
 
@@ -54,15 +55,9 @@ def remove_orphan_keys(base: Path | None = None) -> list[Path]:
     removed = []
     for folder in (base or _key_base()).glob(f"{KEY_PREFIX}*"):
         pid = folder.name.removeprefix(KEY_PREFIX).split("-", 1)[0]
-        if not pid.isdigit():
-            continue
-        try:
-            os.kill(int(pid), 0)
-        except ProcessLookupError:
+        if pid.isdigit() and not alive(int(pid)):
             shutil.rmtree(folder, ignore_errors=True)
             removed.append(folder)
-        except PermissionError:
-            pass  # another user's live build
     return removed
 
 
