@@ -23,6 +23,7 @@ preview: setup
 
 ## test: lint everything, then run the unit and integration tests.
 test: setup lint
+	@$(ENV); cd tools/command-provider && go test ./...
 	@$(ENV); python -m pytest -p no:cacheprovider tests
 
 lint: setup

@@ -58,12 +58,17 @@ type commandProvider struct {
 
 func main() {
 	err := provider.Main("command", func(host *provider.HostClient) (pulumirpc.ResourceProviderServer, error) {
-		return &commandProvider{host: host, running: map[*exec.Cmd]struct{}{}}, nil
+		return newCommandProvider(host), nil
 	})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
+}
+
+// newCommandProvider returns the provider; host may be nil (no engine to log to).
+func newCommandProvider(host *provider.HostClient) *commandProvider {
+	return &commandProvider{host: host, running: map[*exec.Cmd]struct{}{}}
 }
 
 func (p *commandProvider) GetPluginInfo(context.Context, *emptypb.Empty) (*pulumirpc.PluginInfo, error) {

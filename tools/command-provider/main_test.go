@@ -1,0 +1,512 @@
+// Tests of the command:local:Command provider through its gRPC server methods, called
+// in-process with marshalled property maps, running real /bin/sh commands.
+package main
+
+import (
+	"context"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/pulumi/pulumi/sdk/v3/go/common/resource"
+	"github.com/pulumi/pulumi/sdk/v3/go/common/resource/plugin"
+	"github.com/pulumi/pulumi/sdk/v3/go/pulumi/provider"
+	pulumirpc "github.com/pulumi/pulumi/sdk/v3/proto/go"
+	"google.golang.org/grpc"
+	"google.golang.org/protobuf/types/known/emptypb"
+	"google.golang.org/protobuf/types/known/structpb"
+)
+
+const testURN = "urn:pulumi:test::project::command:local:Command::step"
+
+// props marshals a weakly typed map the way the engine sends inputs; values may
+// already be resource.PropertyValue (secrets, unknowns).
+func props(t *testing.T, m map[string]any) *structpb.Struct {
+	t.Helper()
+	pm := resource.NewPropertyMapFromMapRepl(m, nil, func(v any) (resource.PropertyValue, bool) {
+		pv, ok := v.(resource.PropertyValue)
+		return pv, ok
+	})
+	s, err := plugin.MarshalProperties(pm, marshalOpts)
+	if err != nil {
+		t.Fatalf("marshal %v: %v", m, err)
+	}
+	return s
+}
+
+func unmarshal(t *testing.T, s *structpb.Struct) resource.PropertyMap {
+	t.Helper()
+	pm, err := plugin.UnmarshalProperties(s, marshalOpts)
+	if err != nil {
+		t.Fatalf("unmarshal: %v", err)
+	}
+	return pm
+}
+
+func str(t *testing.T, pm resource.PropertyMap, key string) string {
+	t.Helper()
+	v := pm[resource.PropertyKey(key)]
+	if !v.IsString() {
+		t.Fatalf("output %s is %v, not a string", key, v)
+	}
+	return v.StringValue()
+}
+
+func create(t *testing.T, p *commandProvider, inputs map[string]any) (resource.PropertyMap, error) {
+	t.Helper()
+	resp, err := p.Create(context.Background(), &pulumirpc.CreateRequest{Urn: testURN, Properties: props(t, inputs)})
+	if err != nil {
+		return nil, err
+	}
+	if resp.GetId() == "" {
+		t.Fatalf("Create returned no id")
+	}
+	return unmarshal(t, resp.GetProperties()), nil
+}
+
+func mustCreate(t *testing.T, p *commandProvider, inputs map[string]any) resource.PropertyMap {
+	t.Helper()
+	outs, err := create(t, p, inputs)
+	if err != nil {
+		t.Fatalf("Create: %v", err)
+	}
+	return outs
+}
+
+func update(t *testing.T, p *commandProvider, olds resource.PropertyMap, news map[string]any,
+) (resource.PropertyMap, error) {
+	t.Helper()
+	oldProps, err := plugin.MarshalProperties(olds, marshalOpts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := p.Update(context.Background(), &pulumirpc.UpdateRequest{
+		Urn: testURN, Id: "id", Olds: oldProps, News: props(t, news),
+	})
+	if err != nil {
+		return nil, err
+	}
+	return unmarshal(t, resp.GetProperties()), nil
+}
+
+func del(t *testing.T, p *commandProvider, olds resource.PropertyMap) error {
+	t.Helper()
+	oldProps, err := plugin.MarshalProperties(olds, marshalOpts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = p.Delete(context.Background(), &pulumirpc.DeleteRequest{Urn: testURN, Id: "id", Properties: oldProps})
+	return err
+}
+
+func readFile(t *testing.T, path string) string {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+func TestCreateCapturesStdoutAndStderr(t *testing.T) {
+	p := newCommandProvider(nil)
+	outs := mustCreate(t, p, map[string]any{"create": "echo out; echo err >&2"})
+	if got := str(t, outs, "stdout"); got != "out" {
+		t.Errorf("stdout = %q, want %q", got, "out")
+	}
+	if got := str(t, outs, "stderr"); got != "err" {
+		t.Errorf("stderr = %q, want %q", got, "err")
+	}
+	if got := str(t, outs, "create"); got != "echo out; echo err >&2" {
+		t.Errorf("the outputs carry the inputs: create = %q", got)
+	}
+}
+
+func TestCreateWithoutCommandRunsNothing(t *testing.T) {
+	p := newCommandProvider(nil)
+	outs := mustCreate(t, p, map[string]any{"delete": "true"})
+	if got := str(t, outs, "stdout"); got != "" {
+		t.Errorf("stdout = %q, want empty", got)
+	}
+}
+
+func TestCreateFailureIsAnError(t *testing.T) {
+	p := newCommandProvider(nil)
+	_, err := create(t, p, map[string]any{"create": "echo boom >&2; exit 3"})
+	if err == nil {
+		t.Fatal("a failing command must fail the create")
+	}
+	for _, want := range []string{"boom", "3"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error %q does not mention %q", err, want)
+		}
+	}
+}
+
+func TestUpdateRunsUpdateWithPreviousOutputInEnv(t *testing.T) {
+	p := newCommandProvider(nil)
+	olds := mustCreate(t, p, map[string]any{"create": "echo first; echo warn >&2"})
+	outs, err := update(t, p, olds, map[string]any{
+		"create": "echo first",
+		"update": `echo "updated from $PULUMI_COMMAND_STDOUT/$PULUMI_COMMAND_STDERR"`,
+	})
+	if err != nil {
+		t.Fatalf("Update: %v", err)
+	}
+	if got := str(t, outs, "stdout"); got != "updated from first/warn" {
+		t.Errorf("stdout = %q", got)
+	}
+}
+
+func TestUpdateWithoutUpdateRunsCreate(t *testing.T) {
+	p := newCommandProvider(nil)
+	olds := mustCreate(t, p, map[string]any{"create": "echo one"})
+	outs, err := update(t, p, olds, map[string]any{"create": "echo two; echo was $PULUMI_COMMAND_STDOUT"})
+	if err != nil {
+		t.Fatalf("Update: %v", err)
+	}
+	if got := str(t, outs, "stdout"); got != "two\nwas one" {
+		t.Errorf("stdout = %q", got)
+	}
+}
+
+func TestAddPreviousOutputInEnvFalse(t *testing.T) {
+	p := newCommandProvider(nil)
+	olds := mustCreate(t, p, map[string]any{"create": "echo one"})
+	outs, err := update(t, p, olds, map[string]any{
+		"create":                 `echo "[${PULUMI_COMMAND_STDOUT-unset}]"`,
+		"addPreviousOutputInEnv": false,
+	})
+	if err != nil {
+		t.Fatalf("Update: %v", err)
+	}
+	if got := str(t, outs, "stdout"); got != "[unset]" {
+		t.Errorf("stdout = %q, want [unset]", got)
+	}
+}
+
+func TestDeleteRunsWithPreviousOutputInEnv(t *testing.T) {
+	dir := t.TempDir()
+	p := newCommandProvider(nil)
+	olds := mustCreate(t, p, map[string]any{
+		"create": "echo created",
+		"delete": `printf '%s' "$PULUMI_COMMAND_STDOUT" > deleted`,
+		"dir":    dir,
+	})
+	if err := del(t, p, olds); err != nil {
+		t.Fatalf("Delete: %v", err)
+	}
+	if got := readFile(t, filepath.Join(dir, "deleted")); got != "created" {
+		t.Errorf("delete saw PULUMI_COMMAND_STDOUT = %q, want %q", got, "created")
+	}
+}
+
+func TestDeleteWithoutCommandIsANoop(t *testing.T) {
+	p := newCommandProvider(nil)
+	olds := mustCreate(t, p, map[string]any{"create": "echo x"})
+	if err := del(t, p, olds); err != nil {
+		t.Fatalf("Delete: %v", err)
+	}
+}
+
+func TestDeleteFailureIsAnError(t *testing.T) {
+	p := newCommandProvider(nil)
+	olds := mustCreate(t, p, map[string]any{"create": "true", "delete": "echo nope >&2; exit 1"})
+	if err := del(t, p, olds); err == nil || !strings.Contains(err.Error(), "nope") {
+		t.Fatalf("Delete error = %v, want one carrying the command's output", err)
+	}
+}
+
+func TestEnvironmentDirInterpreterStdin(t *testing.T) {
+	dir := t.TempDir()
+	p := newCommandProvider(nil)
+	outs := mustCreate(t, p, map[string]any{
+		"create": `printf '%s|%s|%s|' "$FOO" "$SECRET" "$(pwd)"; cat`,
+		"environment": map[string]any{
+			"FOO":    "bar baz",
+			"SECRET": resource.MakeSecret(resource.NewProperty("s3cret")),
+		},
+		"dir":   dir,
+		"stdin": "from stdin",
+	})
+	want := "bar baz|s3cret|" + dir + "|from stdin"
+	if got := str(t, outs, "stdout"); got != want {
+		t.Errorf("stdout = %q, want %q", got, want)
+	}
+}
+
+func TestInterpreterGetsCommandAsLastArgument(t *testing.T) {
+	p := newCommandProvider(nil)
+	outs := mustCreate(t, p, map[string]any{
+		"create":      "hello",
+		"interpreter": []any{"/bin/echo", "via-echo"},
+	})
+	if got := str(t, outs, "stdout"); got != "via-echo hello" {
+		t.Errorf("stdout = %q, want %q", got, "via-echo hello")
+	}
+}
+
+func TestMissingDirFails(t *testing.T) {
+	p := newCommandProvider(nil)
+	if _, err := create(t, p, map[string]any{"create": "true", "dir": "/nonexistent/dir"}); err == nil {
+		t.Fatal("a command in a missing dir must fail")
+	}
+}
+
+func TestPreviewReturnsUnknownOutputsAndRunsNothing(t *testing.T) {
+	dir := t.TempDir()
+	marker := filepath.Join(dir, "ran")
+	p := newCommandProvider(nil)
+	inputs := map[string]any{"create": "touch " + marker, "update": "touch " + marker}
+	resp, err := p.Create(context.Background(), &pulumirpc.CreateRequest{
+		Urn: testURN, Properties: props(t, inputs), Preview: true,
+	})
+	if err != nil {
+		t.Fatalf("Create preview: %v", err)
+	}
+	outs := unmarshal(t, resp.GetProperties())
+	for _, k := range []resource.PropertyKey{"stdout", "stderr"} {
+		if !outs[k].IsComputed() {
+			t.Errorf("preview create: %s = %v, want unknown", k, outs[k])
+		}
+	}
+	olds := resource.NewPropertyMapFromMap(map[string]any{"create": "true", "stdout": "old", "stderr": ""})
+	oldProps, _ := plugin.MarshalProperties(olds, marshalOpts)
+	uresp, err := p.Update(context.Background(), &pulumirpc.UpdateRequest{
+		Urn: testURN, Id: "id", Olds: oldProps, News: props(t, inputs), Preview: true,
+	})
+	if err != nil {
+		t.Fatalf("Update preview: %v", err)
+	}
+	uouts := unmarshal(t, uresp.GetProperties())
+	for _, k := range []resource.PropertyKey{"stdout", "stderr"} {
+		if !uouts[k].IsComputed() {
+			t.Errorf("preview update: %s = %v, want unknown", k, uouts[k])
+		}
+	}
+	if _, err := os.Stat(marker); err == nil {
+		t.Error("a preview ran the command")
+	}
+}
+
+func diff(t *testing.T, p *commandProvider, olds, news map[string]any) *pulumirpc.DiffResponse {
+	t.Helper()
+	resp, err := p.Diff(context.Background(), &pulumirpc.DiffRequest{
+		Urn: testURN, Id: "id", Olds: props(t, olds), OldInputs: props(t, olds), News: props(t, news),
+	})
+	if err != nil {
+		t.Fatalf("Diff: %v", err)
+	}
+	return resp
+}
+
+func TestDiff(t *testing.T) {
+	p := newCommandProvider(nil)
+	base := map[string]any{"create": "echo a", "triggers": []any{"x", 1}}
+
+	if d := diff(t, p, base, base); d.GetChanges() != pulumirpc.DiffResponse_DIFF_NONE {
+		t.Errorf("same inputs: changes = %v, want none", d.GetChanges())
+	}
+
+	d := diff(t, p, base, map[string]any{"create": "echo b", "triggers": []any{"x", 1}})
+	if d.GetChanges() != pulumirpc.DiffResponse_DIFF_SOME || len(d.GetReplaces()) != 0 {
+		t.Errorf("changed create: changes %v replaces %v, want an in-place update", d.GetChanges(), d.GetReplaces())
+	}
+	if k := d.GetDetailedDiff()["create"].GetKind(); k != pulumirpc.PropertyDiff_UPDATE {
+		t.Errorf("changed create: kind %v", k)
+	}
+
+	d = diff(t, p, base, map[string]any{"create": "echo a", "triggers": []any{"y", 1}})
+	if d.GetChanges() != pulumirpc.DiffResponse_DIFF_SOME || len(d.GetReplaces()) != 1 || d.GetReplaces()[0] != "triggers" {
+		t.Errorf("changed triggers: changes %v replaces %v, want a replace on triggers", d.GetChanges(), d.GetReplaces())
+	}
+	if k := d.GetDetailedDiff()["triggers"].GetKind(); k != pulumirpc.PropertyDiff_UPDATE_REPLACE {
+		t.Errorf("changed triggers: kind %v, want UPDATE_REPLACE", k)
+	}
+
+	d = diff(t, p, base, map[string]any{
+		"create": "echo a", "triggers": resource.MakeComputed(resource.NewProperty("")),
+	})
+	if len(d.GetReplaces()) != 1 {
+		t.Errorf("unknown triggers: replaces %v, want triggers", d.GetReplaces())
+	}
+
+	d = diff(t, p, map[string]any{"create": "echo a"}, base)
+	if len(d.GetReplaces()) != 1 || d.GetDetailedDiff()["triggers"].GetKind() != pulumirpc.PropertyDiff_ADD_REPLACE {
+		t.Errorf("added triggers: %v", d)
+	}
+}
+
+func check(t *testing.T, p *commandProvider, news map[string]any) *pulumirpc.CheckResponse {
+	t.Helper()
+	resp, err := p.Check(context.Background(), &pulumirpc.CheckRequest{Urn: testURN, News: props(t, news)})
+	if err != nil {
+		t.Fatalf("Check: %v", err)
+	}
+	return resp
+}
+
+func failureText(resp *pulumirpc.CheckResponse) string {
+	var parts []string
+	for _, f := range resp.GetFailures() {
+		parts = append(parts, f.GetProperty()+": "+f.GetReason())
+	}
+	return strings.Join(parts, "; ")
+}
+
+func TestCheckAcceptsValidAndUnknownInputs(t *testing.T) {
+	p := newCommandProvider(nil)
+	unknown := resource.MakeComputed(resource.NewProperty(""))
+	resp := check(t, p, map[string]any{
+		"create":      unknown,
+		"environment": map[string]any{"A": "1", "B": unknown, "C": resource.MakeSecret(resource.NewProperty("x"))},
+		"dir":         "/tmp",
+		"interpreter": []any{"/bin/sh", "-c"},
+		"triggers":    []any{1, "a", map[string]any{"k": true}},
+		"logging":     "stderr",
+		"stdin":       unknown,
+	})
+	if len(resp.GetFailures()) != 0 {
+		t.Errorf("failures: %s", failureText(resp))
+	}
+	if resp := check(t, p, map[string]any{"create": "true", "environment": unknown}); len(resp.GetFailures()) != 0 {
+		t.Errorf("unknown environment: %s", failureText(resp))
+	}
+}
+
+func TestCheckRejectsUnsupportedInputs(t *testing.T) {
+	p := newCommandProvider(nil)
+	resp := check(t, p, map[string]any{"create": "true", "assetPaths": []any{"*"}, "logging": "loud"})
+	text := failureText(resp)
+	for _, want := range []string{"assetPaths", "logging"} {
+		if !strings.Contains(text, want) {
+			t.Errorf("failures %q do not name %s", text, want)
+		}
+	}
+	if _, err := p.Check(context.Background(), &pulumirpc.CheckRequest{
+		Urn:  "urn:pulumi:test::project::command:remote:Command::step",
+		News: props(t, map[string]any{"create": "true"}),
+	}); err == nil {
+		t.Error("Check accepted a type other than command:local:Command")
+	}
+}
+
+// fakeEngine records the Log requests a provider sends to the engine.
+type fakeEngine struct {
+	pulumirpc.UnimplementedEngineServer
+	mu   sync.Mutex
+	logs []*pulumirpc.LogRequest
+}
+
+func (e *fakeEngine) Log(_ context.Context, req *pulumirpc.LogRequest) (*emptypb.Empty, error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.logs = append(e.logs, req)
+	return &emptypb.Empty{}, nil
+}
+
+func (e *fakeEngine) messages() []*pulumirpc.LogRequest {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return append([]*pulumirpc.LogRequest(nil), e.logs...)
+}
+
+// withEngine starts a fake engine on a loopback port and returns a provider logging to it.
+func withEngine(t *testing.T) (*commandProvider, *fakeEngine) {
+	t.Helper()
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	engine := &fakeEngine{}
+	srv := grpc.NewServer()
+	pulumirpc.RegisterEngineServer(srv, engine)
+	go func() { _ = srv.Serve(lis) }()
+	host, err := provider.NewHostClient(lis.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = host.Close()
+		srv.Stop()
+	})
+	return newCommandProvider(host), engine
+}
+
+func logText(logs []*pulumirpc.LogRequest) string {
+	var msgs []string
+	for _, l := range logs {
+		msgs = append(msgs, l.GetMessage())
+	}
+	return strings.Join(msgs, "\n")
+}
+
+func TestLoggingForwardsTheChosenStreams(t *testing.T) {
+	for _, tc := range []struct {
+		logging    string
+		want, not_ []string
+	}{
+		{"", []string{"to-out", "to-err"}, nil},
+		{"stdoutAndStderr", []string{"to-out", "to-err"}, nil},
+		{"stdout", []string{"to-out"}, []string{"to-err"}},
+		{"stderr", []string{"to-err"}, []string{"to-out"}},
+		{"none", nil, []string{"to-out", "to-err"}},
+	} {
+		t.Run("logging="+tc.logging, func(t *testing.T) {
+			p, engine := withEngine(t)
+			inputs := map[string]any{"create": "echo to-out; echo to-err >&2"}
+			if tc.logging != "" {
+				inputs["logging"] = tc.logging
+			}
+			outs := mustCreate(t, p, inputs)
+			if str(t, outs, "stdout") != "to-out" || str(t, outs, "stderr") != "to-err" {
+				t.Errorf("logging must not change the outputs: %v", outs)
+			}
+			text := logText(engine.messages())
+			for _, w := range tc.want {
+				if !strings.Contains(text, w) {
+					t.Errorf("logs %q lack %q", text, w)
+				}
+			}
+			for _, n := range tc.not_ {
+				if strings.Contains(text, n) {
+					t.Errorf("logs %q carry %q", text, n)
+				}
+			}
+			for _, l := range engine.messages() {
+				if l.GetUrn() != testURN {
+					t.Errorf("log for urn %q, want %q", l.GetUrn(), testURN)
+				}
+			}
+		})
+	}
+}
+
+func TestGetPluginInfoAndSchema(t *testing.T) {
+	p := newCommandProvider(nil)
+	info, err := p.GetPluginInfo(context.Background(), &emptypb.Empty{})
+	if err != nil || info.GetVersion() == "" {
+		t.Errorf("GetPluginInfo = %v, %v", info, err)
+	}
+	cfg, err := p.Configure(context.Background(), &pulumirpc.ConfigureRequest{})
+	if err != nil || !cfg.GetSupportsPreview() {
+		t.Errorf("Configure = %v, %v; the provider must support previews", cfg, err)
+	}
+}
+
+// waitForFile polls until path exists, so a test knows a command is running.
+func waitForFile(t *testing.T, path string) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		if _, err := os.Stat(path); err == nil {
+			return
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	t.Fatalf("%s never appeared", path)
+}
