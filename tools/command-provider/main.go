@@ -127,15 +127,9 @@ func (p *commandProvider) Check(_ context.Context, req *pulumirpc.CheckRequest) 
 			})
 		}
 	}
-	if v, ok := news["logging"]; ok && v.IsString() {
-		switch v.StringValue() {
-		case "stdout", "stderr", "stdoutAndStderr", "none":
-		default:
-			failures = append(failures, &pulumirpc.CheckFailure{
-				Property: "logging",
-				Reason:   fmt.Sprintf("logging %q is not one of stdout, stderr, stdoutAndStderr, none", v.StringValue()),
-			})
-		}
+	_, problems := decodeInputs(news, true)
+	for _, pr := range problems {
+		failures = append(failures, &pulumirpc.CheckFailure{Property: pr.property, Reason: pr.reason})
 	}
 	return &pulumirpc.CheckResponse{Inputs: req.GetNews(), Failures: failures}, nil
 }
@@ -239,7 +233,7 @@ func (p *commandProvider) Update(ctx context.Context, req *pulumirpc.UpdateReque
 		return &pulumirpc.UpdateResponse{Properties: props}, nil
 	}
 	phase := "update"
-	if plainString(news["update"]) == "" {
+	if v := unwrap(news["update"]); v.IsNull() || (v.IsString() && v.StringValue() == "") {
 		phase = "create"
 	}
 	outputs, err := p.runPhase(ctx, resource.URN(req.GetUrn()), news, phase, olds)
@@ -258,9 +252,6 @@ func (p *commandProvider) Delete(ctx context.Context, req *pulumirpc.DeleteReque
 	if err != nil {
 		return nil, err
 	}
-	if plainString(olds["delete"]) == "" {
-		return &emptypb.Empty{}, nil
-	}
 	if _, err := p.runPhase(ctx, resource.URN(req.GetUrn()), olds, "delete", olds); err != nil {
 		return nil, err
 	}
@@ -276,48 +267,42 @@ func (p *commandProvider) Read(_ context.Context, req *pulumirpc.ReadRequest) (*
 func (p *commandProvider) runPhase(ctx context.Context, urn resource.URN, inputs resource.PropertyMap,
 	phase string, previous resource.PropertyMap,
 ) (resource.PropertyMap, error) {
-	script := plainString(inputs[resource.PropertyKey(phase)])
+	in, problems := decodeInputs(inputs, false)
+	script, problem := in.commands[phase], false
+	for _, pr := range problems {
+		problem = problem || pr.property == phase
+	}
+	if len(problems) > 0 && (script != "" || problem) {
+		// An input of the wrong type is refused before anything runs. A state whose command
+		// is absent runs nothing, so it is not held up by an input that would not be used.
+		reasons := make([]string, len(problems))
+		for i, pr := range problems {
+			reasons[i] = pr.reason
+		}
+		return nil, fmt.Errorf("%s command of %s: %s", phase, urn.Name(), strings.Join(reasons, "; "))
+	}
 	outputs := inputs.Copy()
 	if script == "" {
 		outputs["stdout"] = resource.NewStringProperty("")
 		outputs["stderr"] = resource.NewStringProperty("")
 		return outputs, nil
 	}
-	interpreter := []string{"/bin/sh", "-c"}
-	if v := inputs["interpreter"]; v.IsArray() && len(v.ArrayValue()) > 0 {
-		interpreter = interpreter[:0]
-		for _, e := range v.ArrayValue() {
-			interpreter = append(interpreter, plainString(e))
-		}
-	}
+	interpreter := in.interpreter
 	args := append(append([]string{}, interpreter[1:]...), script)
 	cmd := exec.CommandContext(ctx, interpreter[0], args...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM) }
-	if dir := plainString(inputs["dir"]); dir != "" {
-		cmd.Dir = dir
+	cmd.Dir = in.dir
+	cmd.Env = append(os.Environ(), in.environment...)
+	if previous != nil && in.addPreviousOutputInEnv {
+		cmd.Env = append(cmd.Env,
+			"PULUMI_COMMAND_STDOUT="+plainString(previous["stdout"]),
+			"PULUMI_COMMAND_STDERR="+plainString(previous["stderr"]))
 	}
-	cmd.Env = os.Environ()
-	if env := unwrap(inputs["environment"]); env.IsObject() {
-		for _, k := range env.ObjectValue().StableKeys() {
-			cmd.Env = append(cmd.Env, string(k)+"="+plainString(env.ObjectValue()[k]))
-		}
+	if in.stdin != "" {
+		cmd.Stdin = strings.NewReader(in.stdin)
 	}
-	if previous != nil {
-		addPrev := unwrap(inputs["addPreviousOutputInEnv"])
-		if !addPrev.IsBool() || addPrev.BoolValue() {
-			cmd.Env = append(cmd.Env,
-				"PULUMI_COMMAND_STDOUT="+plainString(previous["stdout"]),
-				"PULUMI_COMMAND_STDERR="+plainString(previous["stderr"]))
-		}
-	}
-	if stdin := plainString(inputs["stdin"]); stdin != "" {
-		cmd.Stdin = strings.NewReader(stdin)
-	}
-	logging := plainString(inputs["logging"])
-	if logging == "" {
-		logging = "stdoutAndStderr"
-	}
+	logging := in.logging
 	var stdout, stderr bytes.Buffer
 	stdoutPipe, err := cmd.StdoutPipe()
 	if err != nil {
@@ -377,6 +362,144 @@ func (p *commandProvider) pump(ctx context.Context, wg *sync.WaitGroup, urn reso
 			_ = p.host.Log(ctx, diag.Info, urn, line)
 		}
 	}
+}
+
+// commandInputs are the inputs of a local.Command once their types are checked.
+type commandInputs struct {
+	commands               map[string]string // create, update, delete; "" when not given
+	dir, stdin             string
+	environment            []string // KEY=value, in key order
+	interpreter            []string
+	logging                string
+	addPreviousOutputInEnv bool
+}
+
+// inputProblem is an input of the wrong type or value; reason names the input.
+type inputProblem struct{ property, reason string }
+
+// decodeInputs checks the type of every input the provider reads (upstream declares them
+// as strings, a map of strings, a list of strings and a boolean, and refuses anything
+// else). With allowUnknown, as in Check during a preview, an unknown value passes;
+// when a command is about to run, an unknown value is a problem too.
+func decodeInputs(m resource.PropertyMap, allowUnknown bool) (commandInputs, []inputProblem) {
+	in := commandInputs{
+		commands:               map[string]string{},
+		interpreter:            []string{"/bin/sh", "-c"},
+		logging:                "stdoutAndStderr",
+		addPreviousOutputInEnv: true,
+	}
+	var problems []inputProblem
+	problem := func(property, format string, args ...any) {
+		problems = append(problems, inputProblem{property, fmt.Sprintf(format, args...)})
+	}
+	// known reports whether v can be read: false for null and for an allowed unknown.
+	known := func(property, path string, v resource.PropertyValue) bool {
+		switch {
+		case v.IsNull():
+			return false
+		case v.IsComputed() || (v.IsOutput() && !v.OutputValue().Known):
+			if !allowUnknown {
+				problem(property, "%s is unknown", path)
+			}
+			return false
+		}
+		return true
+	}
+	str := func(key string) (string, bool) {
+		v := unwrap(m[resource.PropertyKey(key)])
+		if !known(key, key, v) {
+			return "", false
+		}
+		if !v.IsString() {
+			problem(key, "%s must be a string, not %s", key, describe(v))
+			return "", false
+		}
+		return v.StringValue(), true
+	}
+	for _, key := range []string{"create", "update", "delete"} {
+		in.commands[key], _ = str(key)
+	}
+	in.dir, _ = str("dir")
+	in.stdin, _ = str("stdin")
+	if logging, ok := str("logging"); ok {
+		switch logging {
+		case "stdout", "stderr", "stdoutAndStderr", "none":
+			in.logging = logging
+		default:
+			problem("logging", "logging %q is not one of stdout, stderr, stdoutAndStderr, none", logging)
+		}
+	}
+	if env := unwrap(m["environment"]); known("environment", "environment", env) {
+		if !env.IsObject() {
+			problem("environment", "environment must be a map of strings, not %s", describe(env))
+		} else {
+			obj := env.ObjectValue()
+			for _, k := range obj.StableKeys() {
+				path := "environment." + string(k)
+				v := unwrap(obj[k])
+				if k == "" || strings.ContainsAny(string(k), "=\x00") {
+					problem("environment", "environment key %q is not a valid variable name", string(k))
+				} else if !known("environment", path, v) {
+					continue
+				} else if !v.IsString() {
+					problem("environment", "%s must be a string, not %s", path, describe(v))
+				} else {
+					in.environment = append(in.environment, string(k)+"="+v.StringValue())
+				}
+			}
+		}
+	}
+	if interp := unwrap(m["interpreter"]); known("interpreter", "interpreter", interp) {
+		if !interp.IsArray() {
+			problem("interpreter", "interpreter must be a list of strings, not %s", describe(interp))
+		} else if elems := interp.ArrayValue(); len(elems) > 0 {
+			// An empty list means the default, as upstream.
+			in.interpreter = make([]string, 0, len(elems))
+			for i, e := range elems {
+				path := fmt.Sprintf("interpreter[%d]", i)
+				if e = unwrap(e); !known("interpreter", path, e) {
+					if e.IsNull() {
+						problem("interpreter", "%s must be a string, not null", path)
+					}
+				} else if !e.IsString() {
+					problem("interpreter", "%s must be a string, not %s", path, describe(e))
+				} else {
+					in.interpreter = append(in.interpreter, e.StringValue())
+				}
+			}
+		}
+	}
+	if addPrev := unwrap(m["addPreviousOutputInEnv"]); known("addPreviousOutputInEnv", "addPreviousOutputInEnv", addPrev) {
+		if !addPrev.IsBool() {
+			problem("addPreviousOutputInEnv", "addPreviousOutputInEnv must be a boolean, not %s", describe(addPrev))
+		} else {
+			in.addPreviousOutputInEnv = addPrev.BoolValue()
+		}
+	}
+	return in, problems
+}
+
+// describe names the type of a value in an error message.
+func describe(v resource.PropertyValue) string {
+	switch {
+	case v.IsString():
+		return "a string"
+	case v.IsNumber():
+		return "a number"
+	case v.IsBool():
+		return "a boolean"
+	case v.IsArray():
+		return "a list"
+	case v.IsObject():
+		return "a map"
+	case v.IsAsset():
+		return "an asset"
+	case v.IsArchive():
+		return "an archive"
+	case v.IsResourceReference():
+		return "a resource reference"
+	}
+	return v.TypeString()
 }
 
 func unwrap(v resource.PropertyValue) resource.PropertyValue {

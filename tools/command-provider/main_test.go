@@ -510,3 +510,84 @@ func waitForFile(t *testing.T, path string) {
 	}
 	t.Fatalf("%s never appeared", path)
 }
+
+// wrongTypes are inputs of the wrong type and the message that must name each.
+var wrongTypes = []struct {
+	name   string
+	inputs map[string]any
+	want   string
+}{
+	{"create number", map[string]any{"create": 5}, "create must be a string"},
+	{"update bool", map[string]any{"create": "true", "update": true}, "update must be a string"},
+	{"delete list", map[string]any{"create": "true", "delete": []any{"rm"}}, "delete must be a string"},
+	{"dir number", map[string]any{"create": "true", "dir": 1}, "dir must be a string"},
+	{"stdin object", map[string]any{"create": "true", "stdin": map[string]any{}}, "stdin must be a string"},
+	{"logging number", map[string]any{"create": "true", "logging": 2}, "logging must be a string"},
+	{"environment value", map[string]any{"create": "true", "environment": map[string]any{"OK": "1", "FOO": 5}},
+		"environment.FOO must be a string"},
+	{"environment secret value", map[string]any{"create": "true", "environment": map[string]any{
+		"FOO": resource.MakeSecret(resource.NewProperty(true)),
+	}}, "environment.FOO must be a string"},
+	{"environment list", map[string]any{"create": "true", "environment": []any{"FOO=1"}},
+		"environment must be a map of strings"},
+	{"environment key", map[string]any{"create": "true", "environment": map[string]any{"A=B": "1"}},
+		`environment key "A=B"`},
+	{"interpreter string", map[string]any{"create": "true", "interpreter": "/bin/sh"},
+		"interpreter must be a list of strings"},
+	{"interpreter element", map[string]any{"create": "true", "interpreter": []any{"/bin/sh", 1}},
+		"interpreter[1] must be a string"},
+	{"addPreviousOutputInEnv string", map[string]any{"create": "true", "addPreviousOutputInEnv": "yes"},
+		"addPreviousOutputInEnv must be a boolean"},
+}
+
+func TestCheckRefusesWrongInputTypes(t *testing.T) {
+	p := newCommandProvider(nil)
+	for _, tc := range wrongTypes {
+		t.Run(tc.name, func(t *testing.T) {
+			text := failureText(check(t, p, tc.inputs))
+			if !strings.Contains(text, tc.want) {
+				t.Errorf("Check failures %q, want one saying %q", text, tc.want)
+			}
+		})
+	}
+}
+
+func TestWrongInputTypesAreRefusedWhereUsed(t *testing.T) {
+	for _, tc := range wrongTypes {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			marker := filepath.Join(dir, "ran")
+			inputs := map[string]any{}
+			for k, v := range tc.inputs {
+				inputs[k] = v
+			}
+			if _, ok := inputs["update"]; !ok {
+				inputs["update"] = "touch " + marker
+			}
+			if c, ok := inputs["create"].(string); ok && c == "true" {
+				inputs["create"] = "touch " + marker
+			}
+			if _, ok := inputs["delete"]; !ok {
+				inputs["delete"] = "touch " + marker
+			}
+			p := newCommandProvider(nil)
+			if _, err := create(t, p, inputs); err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("Create error = %v, want one saying %q", err, tc.want)
+			}
+			olds := resource.NewPropertyMapFromMap(map[string]any{"create": "true", "stdout": "", "stderr": ""})
+			if _, err := update(t, p, olds, inputs); err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("Update error = %v, want one saying %q", err, tc.want)
+			}
+			state := resource.NewPropertyMapFromMapRepl(inputs, nil, func(v any) (resource.PropertyValue, bool) {
+				pv, ok := v.(resource.PropertyValue)
+				return pv, ok
+			})
+			if err := del(t, p, state); err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("Delete error = %v, want one saying %q", err, tc.want)
+			}
+			if _, err := os.Stat(marker); err == nil {
+				t.Errorf("a command ran despite an input of the wrong type")
+			}
+		})
+	}
+}
