@@ -4,6 +4,10 @@ S3 object (the sealed RAW) -> ebs.SnapshotImport -> ec2.Ami (UEFI, ENA, IMDSv2 o
 AmiCopy in every other configured region. Every AMI and snapshot carries the ImageVersion tag,
 each AMI is deprecated on a configured date, and released resources are protected.
 Credentials come only from the provider's usual environment or config secrets.
+
+The request parameters come from imagefactory.aws_import: the plan that `aws_import.execute`
+sends with boto3 (tested against moto's server) is what this file maps to pulumi_aws resources;
+tests/unit/test_aws_import.py fails if the two disagree.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ from typing import TypedDict
 import pulumi
 import pulumi_aws as aws
 
+from imagefactory.aws_import import layout
 from imagefactory.cloud import AwsSettings, deprecation_time, image_tags
 
 
@@ -40,61 +45,70 @@ class AwsImage(pulumi.ComponentResource):
         settings = args["settings"]
         released = args["is_release"]
         keep = pulumi.ResourceOptions(parent=self, protect=released, retain_on_delete=released)
+        version, commit, image_name = args["version"], args["commit"], args["image_name"]
+        # The fields the build's outputs do not decide are plain values (known in a preview, where a
+        # replace-on-change input must not turn unknown); the tags and the deprecation time follow the
+        # upstream digest and the build time with the same rules that aws_import.plan() applies.
+        fixed = layout(settings, version, image_name, commit)
         tags = pulumi.Output.from_input(args["upstream"]).apply(
-            lambda upstream: image_tags(args["version"], args["commit"], upstream, args["image_name"])
-        )
-        disk = aws.s3.BucketObjectv2(
-            f"{name}-disk",
-            bucket=settings.bucket,
-            key=f"imagefactory/{args['version']}/{args['image_name']}-{args['version']}.raw",
-            source=pulumi.Output.from_input(args["raw_path"]).apply(pulumi.FileAsset),
-            checksum_algorithm="SHA256",
-            tags=tags,
-            region=settings.region,
-            opts=pulumi.ResourceOptions(parent=self),
-        )
-        snapshot = aws.ebs.SnapshotImport(
-            f"{name}-snapshot",
-            disk_container={"format": "RAW", "user_bucket": {"s3_bucket": disk.bucket, "s3_key": disk.key}},
-            role_name=settings.import_role,
-            description=f"{args['image_name']} {args['version']}",
-            tags=tags,
-            region=settings.region,
-            opts=keep,
+            lambda upstream: image_tags(version, commit, upstream, image_name)
         )
         deprecate_at = pulumi.Output.from_input(args["build_time"]).apply(
             lambda built: deprecation_time(built, settings.deprecate_after_days)
         )
+        disk = aws.s3.BucketObjectv2(
+            f"{name}-disk",
+            bucket=fixed.s3_object.bucket,
+            key=fixed.s3_object.key,
+            source=pulumi.Output.from_input(args["raw_path"]).apply(pulumi.FileAsset),
+            checksum_algorithm=fixed.s3_object.checksum_algorithm,
+            tags=tags,
+            region=fixed.region,
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+        snapshot = aws.ebs.SnapshotImport(
+            f"{name}-snapshot",
+            disk_container={
+                "format": fixed.snapshot.disk_format,
+                "user_bucket": {"s3_bucket": disk.bucket, "s3_key": disk.key},
+            },
+            role_name=fixed.snapshot.role_name,
+            description=fixed.snapshot.description,
+            tags=tags,
+            region=fixed.region,
+            opts=keep,
+        )
+        image = fixed.image
         ami = aws.ec2.Ami(
             f"{name}-ami",
-            name=f"{args['image_name']}-{args['version']}",
-            description=f"{args['image_name']} {args['version']} ({args['commit'][:12]})",
-            architecture="x86_64",
-            boot_mode="uefi",
-            ena_support=True,
-            imds_support="v2.0",
-            virtualization_type="hvm",
-            root_device_name="/dev/xvda",
+            name=image.name,
+            description=image.description,
+            architecture=image.architecture,
+            boot_mode=image.boot_mode,
+            ena_support=image.ena_support,
+            imds_support=image.imds_support,
+            virtualization_type=image.virtualization_type,
+            root_device_name=image.root_device_name,
             ebs_block_devices=[
                 {
-                    "device_name": "/dev/xvda",
+                    "device_name": image.root_device_name,
                     "snapshot_id": snapshot.id,
-                    "volume_type": "gp3",
-                    "delete_on_termination": True,
+                    "volume_type": image.volume_type,
+                    "delete_on_termination": image.delete_on_termination,
                 }
             ],
             deprecation_time=deprecate_at,
             tags=tags,
-            region=settings.region,
+            region=fixed.region,
             opts=keep,
         )
-        regions = {settings.region: ami.id}
-        for region in settings.copy_regions:
+        regions = {fixed.region: ami.id}
+        for region in fixed.copy_regions:
             copy = aws.ec2.AmiCopy(
                 f"{name}-ami-{region}",
-                name=f"{args['image_name']}-{args['version']}",
+                name=image.name,
                 source_ami_id=ami.id,
-                source_ami_region=settings.region,
+                source_ami_region=fixed.region,
                 deprecation_time=deprecate_at,
                 tags=tags,
                 region=region,
