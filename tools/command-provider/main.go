@@ -26,6 +26,7 @@ import (
 	"strings"
 	"sync"
 	"syscall"
+	"unicode/utf8"
 
 	"github.com/pulumi/pulumi/sdk/v3/go/common/diag"
 	"github.com/pulumi/pulumi/sdk/v3/go/common/resource"
@@ -45,6 +46,9 @@ var inputKeys = []resource.PropertyKey{
 	"create", "update", "delete", "dir", "environment", "interpreter", "stdin",
 	"triggers", "logging", "addPreviousOutputInEnv",
 }
+
+// maxErrorOutput bounds the output a failed command's error carries.
+const maxErrorOutput = 4 << 20
 
 var marshalOpts = plugin.MarshalOptions{KeepUnknowns: true, KeepSecrets: true, SkipNulls: true}
 
@@ -304,6 +308,8 @@ func (p *commandProvider) runPhase(ctx context.Context, urn resource.URN, inputs
 	}
 	logging := in.logging
 	var stdout, stderr bytes.Buffer
+	// Both streams, interleaved as they arrive, for the error of a failed command.
+	combined := &tailBuffer{max: maxErrorOutput}
 	stdoutPipe, err := cmd.StdoutPipe()
 	if err != nil {
 		return nil, err
@@ -319,8 +325,8 @@ func (p *commandProvider) runPhase(ctx context.Context, urn resource.URN, inputs
 	defer p.track(cmd, false)
 	var wg sync.WaitGroup
 	wg.Add(2)
-	go p.pump(ctx, &wg, urn, stdoutPipe, &stdout, logging == "stdout" || logging == "stdoutAndStderr")
-	go p.pump(ctx, &wg, urn, stderrPipe, &stderr, logging == "stderr" || logging == "stdoutAndStderr")
+	go p.pump(ctx, &wg, urn, stdoutPipe, &stdout, combined, logging == "stdout" || logging == "stdoutAndStderr")
+	go p.pump(ctx, &wg, urn, stderrPipe, &stderr, combined, logging == "stderr" || logging == "stdoutAndStderr")
 	wg.Wait()
 	runErr := cmd.Wait()
 	outputs["stdout"] = resource.NewStringProperty(strings.TrimRight(stdout.String(), "\n"))
@@ -328,10 +334,10 @@ func (p *commandProvider) runPhase(ctx context.Context, urn resource.URN, inputs
 	if runErr != nil {
 		var exitErr *exec.ExitError
 		if errors.As(runErr, &exitErr) {
-			return nil, fmt.Errorf("%s command of %s failed with exit code %d: %s",
-				phase, urn.Name(), exitErr.ExitCode(), lastLines(stderr.String(), 20))
+			return nil, fmt.Errorf("%s command of %s failed with exit code %d; its output:\n%s",
+				phase, urn.Name(), exitErr.ExitCode(), strings.TrimSuffix(combined.String(), "\n"))
 		}
-		return nil, fmt.Errorf("%s command of %s: %w", phase, urn.Name(), runErr)
+		return nil, fmt.Errorf("%s command of %s: %w; its output:\n%s", phase, urn.Name(), runErr, strings.TrimSuffix(combined.String(), "\n"))
 	}
 	return outputs, nil
 }
@@ -349,7 +355,7 @@ func (p *commandProvider) track(cmd *exec.Cmd, add bool) {
 // pump copies a stream into buf and, when asked, forwards each line to the engine's log
 // so that a user watching `pulumi up` sees a long command's progress as it happens.
 func (p *commandProvider) pump(ctx context.Context, wg *sync.WaitGroup, urn resource.URN, r io.Reader,
-	buf *bytes.Buffer, forward bool,
+	buf *bytes.Buffer, combined *tailBuffer, forward bool,
 ) {
 	defer wg.Done()
 	scanner := bufio.NewScanner(r)
@@ -358,6 +364,7 @@ func (p *commandProvider) pump(ctx context.Context, wg *sync.WaitGroup, urn reso
 		line := scanner.Text()
 		buf.WriteString(line)
 		buf.WriteByte('\n')
+		_, _ = combined.Write([]byte(line + "\n"))
 		if forward && p.host != nil && strings.TrimSpace(line) != "" {
 			_ = p.host.Log(ctx, diag.Info, urn, line)
 		}
@@ -517,12 +524,43 @@ func plainString(v resource.PropertyValue) string {
 	return ""
 }
 
-func lastLines(s string, n int) string {
-	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
+// tailBuffer keeps the last max bytes written to it (and counts the rest); writers may be
+// concurrent. Upstream's error carries all of a failed command's output; this bounds it
+// so that a runaway command cannot make an error too large to send to the engine.
+type tailBuffer struct {
+	mu    sync.Mutex
+	max   int
+	buf   []byte
+	total int64
+}
+
+func (b *tailBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.total += int64(len(p))
+	b.buf = append(b.buf, p...)
+	if len(b.buf) > 2*b.max {
+		b.buf = append([]byte(nil), b.buf[len(b.buf)-b.max:]...)
 	}
-	return strings.Join(lines, "\n")
+	return len(p), nil
+}
+
+// String is the kept output, as valid UTF-8, after a line saying how much was cut.
+func (b *tailBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	kept := b.buf
+	if len(kept) > b.max {
+		kept = kept[len(kept)-b.max:]
+		for len(kept) > 0 && !utf8.RuneStart(kept[0]) {
+			kept = kept[1:]
+		}
+	}
+	text := strings.ToValidUTF8(string(kept), "\uFFFD")
+	if cut := b.total - int64(len(kept)); cut > 0 {
+		return fmt.Sprintf("[... %d bytes of earlier output cut ...]\n%s", cut, text)
+	}
+	return text
 }
 
 func newID() string {

@@ -591,3 +591,44 @@ func TestWrongInputTypesAreRefusedWhereUsed(t *testing.T) {
 		})
 	}
 }
+
+func TestFailureErrorCarriesTheWholeOutput(t *testing.T) {
+	p := newCommandProvider(nil)
+	_, err := create(t, p, map[string]any{
+		"create": `echo first-stdout-line; i=1; while [ $i -le 100 ]; do echo "stderr line $i" >&2; i=$((i+1)); done; ` +
+			`echo last-stdout-line; exit 4`,
+	})
+	if err == nil {
+		t.Fatal("the command failed; Create must too")
+	}
+	for _, want := range []string{"exit code 4", "first-stdout-line", "stderr line 1\n", "stderr line 50\n",
+		"stderr line 100", "last-stdout-line"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error lacks %q:\n%s", want, err)
+		}
+	}
+}
+
+func TestFailureErrorOutputIsBoundedFromTheFront(t *testing.T) {
+	p := newCommandProvider(nil)
+	// 5 MiB of lines between a first and a last marker.
+	_, err := create(t, p, map[string]any{
+		"create": `echo HEAD-MARKER; head -c 5242880 /dev/zero | tr '\0' 'x' | fold -w 1023; echo; echo TAIL-MARKER >&2; exit 1`,
+	})
+	if err == nil {
+		t.Fatal("the command failed; Create must too")
+	}
+	msg := err.Error()
+	if len(msg) > maxErrorOutput+4096 {
+		t.Errorf("error is %d bytes, more than the %d bound", len(msg), maxErrorOutput)
+	}
+	if !strings.Contains(msg, "TAIL-MARKER") {
+		t.Errorf("error lacks the end of the output")
+	}
+	if strings.Contains(msg, "HEAD-MARKER") {
+		t.Errorf("error kept the front of an output over the bound")
+	}
+	if !strings.Contains(msg, "bytes of earlier output cut") {
+		t.Errorf("error does not say output was cut: %.300s", msg)
+	}
+}
