@@ -7,12 +7,15 @@ and pulumi-command passes them through `environment=`.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pulumi
 from pulumi_command import local
+
+from imagefactory.steps import Request, parse_result
+
+T = TypeVar("T")
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -26,25 +29,34 @@ def step_script(module_args: str) -> str:
     return f"exec python3 -P -m imagefactory.{module_args}"
 
 
+def _as_text(value: Any) -> pulumi.Input[str]:
+    """Environment values are strings; an int input (or an Output of one) is written in decimal."""
+    if isinstance(value, pulumi.Output):
+        return value.apply(lambda v: v if isinstance(v, str) else str(v))
+    return value if isinstance(value, str) else str(value)
+
+
 def python_step(
     name: str,
-    module_args: str,
-    environment: dict[str, pulumi.Input[str]],
+    request: type[Request],
+    inputs: dict[str, Any],
     triggers: list[Any],
     opts: pulumi.ResourceOptions,
     delete: str | None = None,
     code_dir: pulumi.Input[str] = ".",
 ) -> local.Command:
-    """A Command that runs `python -m imagefactory.<module_args>` (a shell fragment of "$VARS").
+    """A Command that runs one step: its shell line and environment both come from the step's
+    request contract (imagefactory.steps), `inputs` being the request's fields by name.
 
     Its inputs hold the step's content and paths relative to the project root only, never a
     host fact (see imagefactory.host), so a moved checkout changes no resource. `code_dir` is
     the tree whose `imagefactory` package runs: a release's steps that shape its bytes run from
     its tag's tree, so newer code in the checkout never changes a release."""
+    environment = {key: _as_text(value) for key, value in request.environment(**inputs).items()}
     env: dict[str, pulumi.Input[str]] = {"PYTHONPATH": code_dir, "PYTHONUNBUFFERED": "1", **environment}
     return local.Command(
         name,
-        create=step_script(module_args),
+        create=step_script(request.script()),
         delete=delete,
         environment=env,
         triggers=triggers,
@@ -53,6 +65,7 @@ def python_step(
     )
 
 
-def json_stdout(command: local.Command) -> pulumi.Output[dict[str, Any]]:
-    """The step's result: its last stdout line is one JSON object."""
-    return command.stdout.apply(lambda out: json.loads(out.strip().splitlines()[-1]) if out else {})
+def step_result(command: local.Command, result: type[T]) -> pulumi.Output[T]:
+    """The step's typed result: its last stdout line, as `result` (a steps.Result, or dict for
+    steps whose result is a plain mapping such as the registry's ImageEntry)."""
+    return command.stdout.apply(lambda out: parse_result(result, out))

@@ -12,8 +12,9 @@ from typing import TypedDict
 import pulumi
 from pulumi_azure_native import authorization, compute, storage
 
-from components._command import json_stdout, python_step
+from components._command import python_step, step_result
 from imagefactory.cloud import AzureSettings, end_of_life_date, gallery_version_name, image_tags
+from imagefactory.steps import AzureUploadRequest, AzureUploadResult
 
 
 class AzureImageArgs(TypedDict):
@@ -58,18 +59,18 @@ class AzureImage(pulumi.ComponentResource):
         # azure-native's Blob resource makes block blobs only; an image import needs a page blob.
         upload = python_step(
             f"{name}-vhd",
-            "azure_upload",
+            AzureUploadRequest,
             {
-                "VHD_PATH": args["vhd_path"],
-                "VHD_SHA256": args["vhd_sha256"],
-                "STORAGE_ACCOUNT": settings.storage_account,
-                "CONTAINER": container.name,
-                "BLOB_NAME": f"{args['image_name']}-{args['version']}.vhd",
+                "vhd_path": args["vhd_path"],
+                "vhd_sha256": args["vhd_sha256"],
+                "storage_account": settings.storage_account,
+                "container": container.name,
+                "blob_name": f"{args['image_name']}-{args['version']}.vhd",
             },
             triggers=[args["version"], args["vhd_sha256"]],
             opts=child,
         )
-        blob_url = json_stdout(upload).apply(lambda r: r["url"])
+        blob_url = step_result(upload, AzureUploadResult).apply(lambda r: r.url)
         gallery = compute.Gallery(
             f"{name}-gallery",
             gallery_name=settings.gallery,

@@ -13,8 +13,9 @@ from typing import TypedDict
 
 import pulumi
 
-from components._command import json_stdout, python_step
+from components._command import python_step, step_result
 from imagefactory.cloud import AwsSettings, AzureSettings, deprecation_time, gallery_version_name, require_owner
+from imagefactory.steps import CloudBuildRequest
 
 
 class NativeImageBuildArgs(TypedDict, total=False):
@@ -88,21 +89,19 @@ class NativeImageBuild(pulumi.ComponentResource):
             }
         build = python_step(
             f"{name}-{target}-packer",
-            'build_cloud --target "$TARGET" --version "$IMAGE_VERSION" --commit "$IMAGE_COMMIT" '
-            '--source-dir "$SOURCE_DIR" --work-dir "$WORK_DIR" --build-epoch "$BUILD_EPOCH" '
-            '--upstream "$UPSTREAM" --variables "$PACKER_VARIABLES"',
+            CloudBuildRequest,
             {
-                "TARGET": target,
-                "IMAGE_VERSION": args["version"],
-                "IMAGE_COMMIT": args["commit"],
-                "SOURCE_DIR": args["source_dir"],
-                "WORK_DIR": args["work_dir"],
-                "BUILD_EPOCH": str(args["build_epoch"]),
-                "UPSTREAM": self.upstream,
-                "PACKER_VARIABLES": json.dumps(variables, sort_keys=True),
+                "target": target,
+                "version": args["version"],
+                "commit": args["commit"],
+                "source_dir": args["source_dir"],
+                "work_dir": args["work_dir"],
+                "build_epoch": args["build_epoch"],
+                "upstream": self.upstream,
+                "variables": json.dumps(variables, sort_keys=True),
             },
             triggers=[args["version"], args["commit"], self.upstream, json.dumps(variables, sort_keys=True)],
             opts=pulumi.ResourceOptions(parent=self, protect=args["is_release"], retain_on_delete=args["is_release"]),
         )
-        self.result = json_stdout(build)
+        self.result = step_result(build, dict)
         self.register_outputs({"upstream": self.upstream, "result": self.result})

@@ -7,7 +7,8 @@ from typing import TypedDict
 
 import pulumi
 
-from components._command import json_stdout, python_step, step_script
+from components._command import python_step, step_result, step_script
+from imagefactory.steps import BuildRequest, BuildResult, SealCheckRequest, SealReport
 
 
 class ImageBuildArgs(TypedDict):
@@ -46,19 +47,17 @@ class ImageBuild(pulumi.ComponentResource):
         child = pulumi.ResourceOptions(parent=self)
         packer = python_step(
             f"{name}-packer",
-            'build --version "$IMAGE_VERSION" --commit "$IMAGE_COMMIT" --build-epoch "$BUILD_EPOCH" '
-            '--source-dir "$SOURCE_DIR" --upstream-path "$UPSTREAM_PATH" --upstream-sha256 "$UPSTREAM_SHA256" '
-            '--upstream-source "$UPSTREAM_SOURCE" --work-dir "$WORK_DIR" --disk-size-mib "$DISK_SIZE_MIB"',
+            BuildRequest,
             {
-                "IMAGE_VERSION": args["version"],
-                "IMAGE_COMMIT": args["commit"],
-                "BUILD_EPOCH": str(args["build_epoch"]),
-                "SOURCE_DIR": args["source_dir"],
-                "UPSTREAM_PATH": args["upstream_path"],
-                "UPSTREAM_SHA256": args["upstream_sha256"],
-                "UPSTREAM_SOURCE": args["upstream_source"],
-                "WORK_DIR": args["work_dir"],
-                "DISK_SIZE_MIB": str(args["disk_size_mib"]),
+                "version": args["version"],
+                "commit": args["commit"],
+                "build_epoch": args["build_epoch"],
+                "source_dir": args["source_dir"],
+                "upstream_path": args["upstream_path"],
+                "upstream_sha256": args["upstream_sha256"],
+                "upstream_source": args["upstream_source"],
+                "work_dir": args["work_dir"],
+                "disk_size_mib": args["disk_size_mib"],
             },
             # What decides the image's content. Not the checkout: a release depends on its tag's
             # commit only, so newer code never rebuilds an older release.
@@ -73,21 +72,21 @@ class ImageBuild(pulumi.ComponentResource):
             opts=child,
             code_dir=args["source_dir"],
         )
-        built = json_stdout(packer)
-        self.raw_path = built.apply(lambda r: r["raw"])
-        self.raw_sha256 = built.apply(lambda r: r["sha256"])
-        self.build_time = built.apply(lambda r: r["build_time"])
-        self.log = built.apply(lambda r: r["log"])
+        built = step_result(packer, BuildResult)
+        self.raw_path = built.apply(lambda r: r.raw)
+        self.raw_sha256 = built.apply(lambda r: r.sha256)
+        self.build_time = built.apply(lambda r: r.build_time)
+        self.log = built.apply(lambda r: r.log)
 
         seal = python_step(
             f"{name}-seal-check",
-            'sealcheck "$RAW" --version "$IMAGE_VERSION" --report "$RAW.seal-report.json"',
-            {"RAW": self.raw_path, "IMAGE_VERSION": args["version"]},
+            SealCheckRequest,
+            {"disk": self.raw_path, "version": args["version"]},
             triggers=[self.raw_sha256],
             opts=pulumi.ResourceOptions(parent=self, depends_on=[packer]),
             code_dir=args["source_dir"],
         )
-        self.seal_report = json_stdout(seal)
+        self.seal_report = step_result(seal, SealReport).apply(lambda r: r.to_json())
         self.register_outputs(
             {
                 "raw_path": self.raw_path,

@@ -6,7 +6,8 @@ from typing import TypedDict
 
 import pulumi
 
-from components._command import json_stdout, python_step, step_script
+from components._command import python_step, step_result, step_script
+from imagefactory.steps import FormatsRequest, FormatsResult
 
 
 class ImageFormatsArgs(TypedDict):
@@ -40,28 +41,26 @@ class ImageFormats(pulumi.ComponentResource):
         super().__init__("imagefactory:local:ImageFormats", name, None, opts)
         convert = python_step(
             f"{name}-convert",
-            'formats --raw "$RAW" --raw-sha256 "$RAW_SHA256" --out-base "$OUT_DIR" --version "$IMAGE_VERSION" '
-            '--commit "$IMAGE_COMMIT" --upstream-source "$UPSTREAM_SOURCE" --upstream-sha256 "$UPSTREAM_SHA256" '
-            '--build-time "$BUILD_TIME" --build-epoch "$BUILD_EPOCH" --formats "$FORMATS" --name "$IMAGE_NAME"',
+            FormatsRequest,
             {
-                "RAW": args["raw_path"],
-                "RAW_SHA256": args["raw_sha256"],
-                "OUT_DIR": args["out_dir"],
-                "IMAGE_VERSION": args["version"],
-                "IMAGE_COMMIT": args["commit"],
-                "UPSTREAM_SOURCE": args["upstream_source"],
-                "UPSTREAM_SHA256": args["upstream_sha256"],
-                "BUILD_TIME": args["build_time"],
-                "BUILD_EPOCH": str(args["build_epoch"]),
-                "FORMATS": ",".join(args["formats"]),
-                "IMAGE_NAME": args["image_name"],
-                "SEALED": pulumi.Output.from_input(args["seal_report"]).apply(lambda r: str(r.get("sealed", ""))),
+                "raw": args["raw_path"],
+                "raw_sha256": args["raw_sha256"],
+                "out_base": args["out_dir"],
+                "version": args["version"],
+                "commit": args["commit"],
+                "upstream_source": args["upstream_source"],
+                "upstream_sha256": args["upstream_sha256"],
+                "build_time": args["build_time"],
+                "build_epoch": args["build_epoch"],
+                "formats": ",".join(args["formats"]),
+                "name": args["image_name"],
+                "sealed": pulumi.Output.from_input(args["seal_report"]).apply(lambda r: str(r.get("sealed", ""))),
             },
             triggers=[args["raw_sha256"], ",".join(args["formats"]), args["image_name"]],
             delete=step_script("formats --remove-previous"),
             opts=pulumi.ResourceOptions(parent=self),
             code_dir=args["code_dir"],
         )
-        self.manifest = json_stdout(convert)
+        self.manifest = step_result(convert, FormatsResult).apply(lambda r: r.to_json())
         self.staging_dir = self.manifest.apply(lambda m: m["dir"])
         self.register_outputs({"manifest": self.manifest, "staging_dir": self.staging_dir})

@@ -6,7 +6,8 @@ from typing import TypedDict
 
 import pulumi
 
-from components._command import json_stdout, python_step, step_script
+from components._command import python_step, step_result, step_script
+from imagefactory.steps import PublishRequest
 
 
 class ImageReleaseArgs(TypedDict):
@@ -31,8 +32,8 @@ class ImageRelease(pulumi.ComponentResource):
         )
         publish = python_step(
             f"{name}-publish",
-            'registry publish --registry "$REGISTRY" --staging "$STAGING" --version "$IMAGE_VERSION"',
-            {"REGISTRY": args["registry_dir"], "STAGING": args["staging_dir"], "IMAGE_VERSION": args["version"]},
+            PublishRequest,
+            {"registry": args["registry_dir"], "staging": args["staging_dir"], "version": args["version"]},
             triggers=[args["version"], content],
             # A development version leaves the registry with its resource; a release never
             # does by accident: retiring it is `make retire VERSION=…` (see README).
@@ -41,5 +42,5 @@ class ImageRelease(pulumi.ComponentResource):
             else step_script('registry retire --registry "$REGISTRY" --version "$IMAGE_VERSION" --missing-ok'),
             opts=pulumi.ResourceOptions(parent=self, protect=released, retain_on_delete=released),
         )
-        self.entry = json_stdout(publish)
+        self.entry = step_result(publish, dict)
         self.register_outputs({"entry": self.entry})

@@ -15,7 +15,8 @@ from typing import Any, TypedDict
 
 import pulumi
 
-from components._command import PROJECT_ROOT, json_stdout, python_step, step_script
+from components._command import PROJECT_ROOT, python_step, step_result, step_script
+from imagefactory.steps import LaunchRequest
 
 
 class LaunchTemplateArgs(TypedDict, total=False):
@@ -76,14 +77,14 @@ class LaunchTemplate(pulumi.ComponentResource):
         qcow2 = image.apply(lambda i: i["formats"]["qcow2"])
         vm = python_step(
             f"{name}-vm",
-            "launch_local create",
+            LaunchRequest,
             {
-                "IMAGE_PATH": qcow2.apply(lambda q: q["path"]),
-                "IMAGE_SHA256": qcow2.apply(lambda q: q["sha256"]),
-                "IMAGE_VERSION": args["version"],
-                "VM_NAME": name,
-                "STATE_DIR": args.get("state_dir", ".state/vms"),
-                "ACCELERATOR": args.get("accelerator", "auto"),
+                "image_path": qcow2.apply(lambda q: q["path"]),
+                "image_sha256": qcow2.apply(lambda q: q["sha256"]),
+                "version": args["version"],
+                "vm_name": name,
+                "state_dir": args.get("state_dir", ".state/vms"),
+                "accelerator": args.get("accelerator", "auto"),
             },
             # The version is the machine's identity: a new version replaces the VM.
             triggers=[args["version"], qcow2.apply(lambda q: q["sha256"])],
@@ -92,7 +93,7 @@ class LaunchTemplate(pulumi.ComponentResource):
             # An application project runs elsewhere: it uses this checkout's launch code.
             code_dir=str(PROJECT_ROOT),
         )
-        return json_stdout(vm)
+        return step_result(vm, dict)
 
     def _aws(self, name: str, args: LaunchTemplateArgs, image: pulumi.Output[dict]) -> pulumi.Output[dict]:
         import pulumi_aws as aws

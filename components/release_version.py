@@ -11,7 +11,8 @@ from typing import TypedDict
 
 import pulumi
 
-from components._command import json_stdout, python_step
+from components._command import python_step, step_result
+from imagefactory.steps import SourcesRequest, SourcesResult
 from imagefactory.versions import Version
 
 
@@ -38,16 +39,16 @@ class ReleaseVersion(pulumi.ComponentResource):
         if version.is_release:
             export = python_step(
                 f"{name}-source",
-                'sources --repo "$REPO" --commit "$IMAGE_COMMIT" --dest "$DEST"',
+                SourcesRequest,
                 {
-                    "REPO": ".",
-                    "IMAGE_COMMIT": version.commit,
-                    "DEST": f"{args['sources_dir']}/{version.name}-{version.commit[:12]}",
+                    "repo": ".",
+                    "commit": version.commit,
+                    "dest": f"{args['sources_dir']}/{version.name}-{version.commit[:12]}",
                 },
                 triggers=[version.name, version.commit],
                 opts=pulumi.ResourceOptions(parent=self),
             )
-            self.source_dir = json_stdout(export).apply(lambda r: r["dir"])
+            self.source_dir = step_result(export, SourcesResult).apply(lambda r: r.dir)
         else:
             self.source_dir = pulumi.Output.from_input(".")
         self.register_outputs({"name": self.name, "commit": self.commit, "source_dir": self.source_dir})

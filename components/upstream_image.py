@@ -6,7 +6,8 @@ from typing import TypedDict
 
 import pulumi
 
-from components._command import json_stdout, python_step
+from components._command import python_step, step_result
+from imagefactory.steps import UpstreamRequest, UpstreamResult
 from imagefactory.upstream import stage0_recipe_digest
 
 
@@ -31,18 +32,14 @@ class UpstreamImage(pulumi.ComponentResource):
         super().__init__("imagefactory:local:UpstreamImage", name, None, opts)
         resolve = python_step(
             f"{name}-resolve",
-            'upstream --url "$UPSTREAM_URL" --checksum "$UPSTREAM_CHECKSUM" --fallback "$UPSTREAM_FALLBACK"',
-            {
-                "UPSTREAM_URL": args["url"],
-                "UPSTREAM_CHECKSUM": args["checksum"],
-                "UPSTREAM_FALLBACK": args["fallback"],
-            },
+            UpstreamRequest,
+            {"url": args["url"], "checksum": args["checksum"], "fallback": args["fallback"]},
             triggers=[args["url"], args["checksum"], args["fallback"], stage0_recipe_digest()],
             opts=pulumi.ResourceOptions(parent=self),
         )
-        result = json_stdout(resolve)
-        self.path = result.apply(lambda r: r["path"])
-        self.sha256 = result.apply(lambda r: r["sha256"])
-        self.source = result.apply(lambda r: r["source"])
-        self.via = result.apply(lambda r: r["via"])
+        result = step_result(resolve, UpstreamResult)
+        self.path = result.apply(lambda r: r.path)
+        self.sha256 = result.apply(lambda r: r.sha256)
+        self.source = result.apply(lambda r: r.source)
+        self.via = result.apply(lambda r: r.via)
         self.register_outputs({"path": self.path, "sha256": self.sha256, "source": self.source, "via": self.via})

@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 from imagefactory.errors import FactoryError
+from imagefactory.files import write_atomic
 from imagefactory.host import OVMF_CODE, OVMF_VARS
 
 MARKERS = (b"Freeing unused kernel", b"Run /init", b"systemd[1]")
@@ -112,7 +113,5 @@ def choose(requested: str, image: Path, cache: Path) -> str:
     detail = f"the kernel reached init in {seconds:.1f}s" if ok else f"no init within {seconds:.0f}s"
     print(f"accelerator: probe boot under KVM: {detail}; using {choice}", file=sys.stderr)
     cache.mkdir(parents=True, exist_ok=True)
-    tmp = record.with_name(record.name + ".tmp")
-    tmp.write_text(json.dumps({"boot_id": _boot_id(), "accelerator": choice, "seconds": round(seconds, 1)}))
-    tmp.replace(record)
+    write_atomic(record, json.dumps({"boot_id": _boot_id(), "accelerator": choice, "seconds": round(seconds, 1)}))
     return choice

@@ -24,6 +24,7 @@ from typing import Any
 
 from imagefactory.checksums import file_digest
 from imagefactory.errors import FactoryError, run_step
+from imagefactory.steps import AzureUploadRequest, AzureUploadResult
 
 PAGE = 512
 CHUNK = 4 * 1024 * 1024
@@ -74,7 +75,7 @@ def upload(vhd: Path, sha256: str, blob: Any) -> dict[str, object]:
     if blob.exists():
         props = blob.get_blob_properties()
         if (props.metadata or {}).get("sha256") == sha256 and props.size == size:
-            return {"url": blob.url, "sha256": sha256, "uploaded": False}
+            return AzureUploadResult(url=blob.url, sha256=sha256, uploaded=False)
         resume = props.blob_type == "PageBlob" and props.size == size
         if not resume:
             blob.delete_blob()
@@ -93,16 +94,17 @@ def upload(vhd: Path, sha256: str, blob: Any) -> dict[str, object]:
     if uploaded != sha256:
         raise FactoryError(f"the uploaded blob {blob.url} reads back as sha256:{uploaded}, not sha256:{sha256}")
     blob.set_blob_metadata({"sha256": sha256})  # last: only now is the upload complete
-    return {"url": blob.url, "sha256": sha256, "uploaded": True}
+    return AzureUploadResult(url=blob.url, sha256=sha256, uploaded=True)
 
 
-def upload_from_env(env: dict[str, str]) -> dict[str, object]:
+def upload_from_env(env: dict[str, str]) -> AzureUploadResult:
     from azure.core.exceptions import AzureError
 
+    request = AzureUploadRequest.parse([], env)
     try:
-        return upload(Path(env["VHD_PATH"]), env["VHD_SHA256"], blob_client(env))
+        return upload(request.vhd_path, request.vhd_sha256, blob_client(env))
     except AzureError as exc:  # say what Azure said, in one line, without a traceback
-        raise FactoryError(f"Azure storage refused the upload of {env['BLOB_NAME']}: {exc.message}") from None
+        raise FactoryError(f"Azure storage refused the upload of {request.blob_name}: {exc.message}") from None
 
 
 def main() -> int:

@@ -1,7 +1,8 @@
 """Run one Packer build (QEMU source, Ansible provisioner) and report the sealed RAW disk.
 
-    python -m imagefactory.build --version V --commit C --source-dir D --upstream-path P \
-        --upstream-sha256 S --upstream-source U --work-dir W --cache C [--accelerator auto]
+    python -m imagefactory.build --version V --commit C --build-epoch E --source-dir D --upstream-path P \
+        --upstream-sha256 S --upstream-source U --work-dir W [--disk-size-mib N]   (steps.BuildRequest)
+        [--cache C --accelerator auto|kvm|tcg --timeout-minutes M]                 (host facts)
 
 Packer's output streams to stderr (the Pulumi command provider shows it live) and to a log
 file. On success one JSON line goes to stdout. On failure the build folder is removed, so a
@@ -32,6 +33,7 @@ from imagefactory.checksums import file_digest
 from imagefactory.errors import FactoryError, last_json, run_step
 from imagefactory.locks import alive
 from imagefactory.remaster import remaster
+from imagefactory.steps import BuildRequest, BuildResult
 from imagefactory.versions import iso_time, validate_version_name
 
 BUILD_USER = "imagebuild"
@@ -118,7 +120,9 @@ def check_disk_size(upstream: Path, disk_size_mib: int) -> None:
         )
 
 
-def build(opts: argparse.Namespace) -> dict[str, object]:
+def build(opts: BuildRequest, accelerator_choice: str, timeout_minutes: int, cache: Path) -> BuildResult:
+    """Build, re-master and report one image. The accelerator, timeout and cache are host facts:
+    they never change an image's bytes, so they are not part of the request."""
     version = validate_version_name(opts.version)
     # Refused before Packer starts: the re-master cannot keep owners and setuid bits without it.
     fstree.require_root(f"building {version}")
@@ -129,7 +133,7 @@ def build(opts: argparse.Namespace) -> dict[str, object]:
     if not upstream.is_file():
         raise FactoryError(f"upstream image {upstream} does not exist; re-run so UpstreamImage fetches it")
     check_disk_size(upstream, opts.disk_size_mib)
-    accelerator = accel.choose(opts.accelerator, upstream, opts.cache)
+    accelerator = accel.choose(accelerator_choice, upstream, cache)
 
     work = opts.work_dir.resolve() / version
     work.mkdir(parents=True, exist_ok=True)
@@ -172,7 +176,7 @@ def build(opts: argparse.Namespace) -> dict[str, object]:
             "ssh_public_key": public_key,
             "ansible_extra_vars_file": str(extra_vars),
             "serial_log": str(logs / f"{version}-{stamp}.serial.log"),
-            "build_timeout": f"{opts.timeout_minutes}m",
+            "build_timeout": f"{timeout_minutes}m",
         }
         env = dict(os.environ)
         env.update({f"PKR_VAR_{name}": value for name, value in variables.items()})
@@ -206,18 +210,18 @@ def build(opts: argparse.Namespace) -> dict[str, object]:
         shutil.rmtree(output, ignore_errors=True)
         raise
     sha256 = file_digest(raw)
-    result = {
-        "version": version,
-        "commit": opts.commit,
-        "raw": host.portable(raw),
-        "sha256": sha256,
-        "bytes": raw.stat().st_size,
-        "accelerator": accelerator,
-        "log": host.portable(log),
-        "build_time": build_time,
-        "remaster": remastered,
-    }
-    (output / "build.json").write_text(json.dumps(result, indent=2) + "\n")
+    result = BuildResult(
+        version=version,
+        commit=opts.commit,
+        raw=host.portable(raw),
+        sha256=sha256,
+        bytes=raw.stat().st_size,
+        accelerator=accelerator,
+        log=host.portable(log),
+        build_time=build_time,
+        remaster=remastered,
+    )
+    (output / "build.json").write_text(json.dumps(result.to_json(), indent=2) + "\n")
     return result
 
 
@@ -262,24 +266,16 @@ def main(argv: list[str] | None = None) -> int:
     if argv is None and sys.argv[1:] == ["--remove-previous"]:
         remove_previous(os.environ.get("PULUMI_COMMAND_STDOUT", ""))
         return 0
-    parser = argparse.ArgumentParser(description="Run one Packer build of the image.")
-    parser.add_argument("--version", required=True)
-    parser.add_argument("--commit", required=True)
-    parser.add_argument("--source-dir", type=Path, required=True)
-    parser.add_argument("--upstream-path", required=True)
-    parser.add_argument("--upstream-sha256", required=True)
-    parser.add_argument("--upstream-source", required=True)
-    parser.add_argument("--work-dir", type=Path, required=True)
+    parser = BuildRequest.parser(argparse.ArgumentParser(description="Run one Packer build of the image."))
     facts = host.read()
     parser.add_argument("--cache", type=Path, default=host.cache_dir())
     parser.add_argument("--accelerator", default=facts.accelerator, choices=("auto", "kvm", "tcg"))
-    parser.add_argument("--disk-size-mib", type=int, default=3072)
     parser.add_argument("--timeout-minutes", type=int, default=facts.build_timeout_minutes)
-    parser.add_argument("--build-epoch", type=int, required=True, help="commit time, stamped as BUILD_TIME")
-    opts = parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    request = BuildRequest.from_namespace(args, os.environ)
     # A cancelled `pulumi up` sends SIGTERM; run_step unwinds it like Ctrl-C, so the key is
     # deleted and Packer (signalled by run_packer) stops its VM and cleans up.
-    return run_step("build", lambda: build(opts))
+    return run_step("build", lambda: build(request, args.accelerator, args.timeout_minutes, args.cache))
 
 
 if __name__ == "__main__":

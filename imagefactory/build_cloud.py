@@ -20,6 +20,7 @@ from pathlib import Path
 
 from imagefactory.build import run_packer
 from imagefactory.errors import FactoryError, run_step
+from imagefactory.steps import CloudBuildRequest
 from imagefactory.versions import iso_time
 
 SOURCES = {"aws": "amazon-ebs.aws", "azure": "azure-arm.azure"}
@@ -64,20 +65,12 @@ def parse_artifact(target: str, manifest: dict, variables: dict | None = None) -
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="Run a native cloud build with Packer.")
-    parser.add_argument("--target", choices=sorted(SOURCES), required=True)
-    parser.add_argument("--version", required=True)
-    parser.add_argument("--commit", required=True)
-    parser.add_argument("--source-dir", type=Path, required=True)
-    parser.add_argument("--work-dir", type=Path, required=True)
-    parser.add_argument("--build-epoch", type=int, required=True)
-    parser.add_argument("--upstream", required=True)
-    parser.add_argument("--variables", required=True, help="JSON object of Packer variables for the source")
-    args = parser.parse_args(argv)
+    parser = CloudBuildRequest.parser(argparse.ArgumentParser(description="Run a native cloud build with Packer."))
+    args = CloudBuildRequest.from_namespace(parser.parse_args(argv), os.environ)
     return run_step("build", lambda: build(args))
 
 
-def build(args: argparse.Namespace) -> dict[str, object]:
+def build(args: CloudBuildRequest) -> dict[str, object]:
     """Run the cloud source of Packer and return the artifact (AMIs or the gallery version)."""
     logs = args.work_dir / "logs"
     logs.mkdir(parents=True, exist_ok=True)

@@ -21,7 +21,7 @@ class FactoryError(Exception):
     """A user-facing failure. The command-line entry points print it without a traceback."""
 
 
-def run_step(name: str, work: Callable[[], dict[str, Any] | None]) -> int:
+def run_step(name: str, work: Callable[[], Any]) -> int:
     """Run one step's work the way every step reports: its result as the last stdout line (one
     JSON object), a FactoryError as one line on stderr (exit 1), an interrupt or a cancel (SIGTERM
     from `pulumi cancel`) unwound like Ctrl-C so cleanups run (exit 130). Never a traceback."""
@@ -35,5 +35,6 @@ def run_step(name: str, work: Callable[[], dict[str, Any] | None]) -> int:
         print(f"{name}: interrupted; nothing was kept", file=sys.stderr)
         return 130
     if result is not None:
-        print(json.dumps(result))
+        # A steps.Result (its to_json) or a plain mapping such as the registry's ImageEntry.
+        print(json.dumps(result.to_json() if hasattr(result, "to_json") else result))
     return 0

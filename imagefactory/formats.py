@@ -1,7 +1,8 @@
 """Convert the one sealed RAW disk into every format, and describe the result.
 
-    python -m imagefactory.formats --raw R --version V --commit C --upstream-source U \
-        --upstream-sha256 S --build-time T --formats raw,qcow2,vhd,vmdk,ova --out D [--name debian-12]
+    python -m imagefactory.formats --raw R --raw-sha256 H --out-base D --version V --commit C \
+        --upstream-source U --upstream-sha256 S --build-time T --build-epoch E \
+        --formats raw,qcow2,vhd,vmdk,ova [--name debian-12]                     (steps.FormatsRequest)
 
 Every file is written under a temporary name and renamed when complete; the folder gets a
 SHA256SUMS and a manifest.json. Conversions run in parallel. Each file is then checked:
@@ -17,7 +18,6 @@ import contextlib
 import json
 import os
 import shutil
-import subprocess
 import sys
 import tarfile
 from concurrent.futures import ThreadPoolExecutor
@@ -27,7 +27,9 @@ from pathlib import Path
 from imagefactory import host, ovf
 from imagefactory.checksums import file_digest, format_sums
 from imagefactory.errors import FactoryError, last_json, run_step
+from imagefactory.files import partial_name, run, write_atomic
 from imagefactory.remaster import derived_uuid
+from imagefactory.steps import FormatsRequest, FormatsResult
 
 MIB = 1024 * 1024
 
@@ -54,17 +56,6 @@ FORMATS = {
 
 # Every format a stack may ask for: the disk formats above, and the OVA that packages the VMDK.
 ALL_FORMATS = (*FORMATS, "ova")
-
-
-def _run(args: list[str]) -> str:
-    result = subprocess.run(args, capture_output=True, text=True, check=False)
-    if result.returncode != 0:
-        raise FactoryError(f"{' '.join(args[:2])} failed: {result.stderr.strip() or result.stdout.strip()}")
-    return result.stdout
-
-
-def _tmp(path: Path) -> Path:
-    return path.with_name(f".{path.name}.partial")
 
 
 VHD_EPOCH = 946684800  # 2000-01-01T00:00:00Z, where VHD timestamps start
@@ -113,15 +104,15 @@ def stamp_vmdk(path: Path, final_name: str, version: str) -> None:
 
 
 def convert(raw: Path, fmt: str, dest: Path, version: str = "", epoch: int = 0) -> Path:
-    tmp = _tmp(dest)
+    tmp = partial_name(dest)
     tmp.unlink(missing_ok=True)
     if fmt == "raw":
         try:
             os.link(raw, tmp)
         except OSError:
-            _run(["cp", "--sparse=always", str(raw), str(tmp)])
+            run(["cp", "--sparse=always", str(raw), str(tmp)])
     else:
-        _run(["qemu-img", "convert", "-f", "raw", *FORMATS[fmt].convert_options, str(raw), str(tmp)])
+        run(["qemu-img", "convert", "-f", "raw", *FORMATS[fmt].convert_options, str(raw), str(tmp)])
     if fmt == "vhd":
         stamp_vhd(tmp, version, epoch)
     elif fmt == "vmdk":
@@ -133,16 +124,16 @@ def convert(raw: Path, fmt: str, dest: Path, version: str = "", epoch: int = 0) 
 def verify_file(raw: Path, fmt: str, path: Path) -> dict[str, object]:
     """qemu-img must read the file as its declared format, with the RAW's size and content."""
     spec = FORMATS[fmt]
-    info = json.loads(_run(["qemu-img", "info", "--output=json", "-f", spec.qemu_format, str(path)]))
+    info = json.loads(run(["qemu-img", "info", "--output=json", "-f", spec.qemu_format, str(path)]))
     if info.get("format") != spec.qemu_format:
         raise FactoryError(f"{path.name}: qemu-img reads it as {info.get('format')}, not {spec.qemu_format}")
     raw_size = raw.stat().st_size
     if info["virtual-size"] != raw_size:
         raise FactoryError(f"{path.name}: virtual size {info['virtual-size']} differs from the RAW's {raw_size}")
     if spec.checkable:
-        _run(["qemu-img", "check", "-q", "-f", spec.qemu_format, str(path)])
+        run(["qemu-img", "check", "-q", "-f", spec.qemu_format, str(path)])
     if fmt != "raw":
-        _run(["qemu-img", "compare", "-q", "-f", "raw", "-F", spec.qemu_format, str(raw), str(path)])
+        run(["qemu-img", "compare", "-q", "-f", "raw", "-F", spec.qemu_format, str(raw), str(path)])
     return {"virtual_size": info["virtual-size"], "qemu_format": spec.qemu_format}
 
 
@@ -168,7 +159,7 @@ def make_ova(vmdk: Path, dest: Path, name: str, version: str, capacity: int, mti
         ovf_path.write_text(ovf.descriptor(name, version, f"{base}.vmdk", vmdk.stat().st_size, capacity))
         mf_path = work / f"{base}.mf"
         mf_path.write_text(ovf.manifest({ovf_path.name: file_digest(ovf_path), f"{base}.vmdk": file_digest(vmdk)}))
-        tmp = _tmp(dest)
+        tmp = partial_name(dest)
         with tarfile.open(tmp, "w", format=tarfile.USTAR_FORMAT) as tar:
             _tar_member(tar, ovf_path, ovf_path.name, mtime)
             _tar_member(tar, mf_path, mf_path.name, mtime)
@@ -214,12 +205,6 @@ def produce(raw: Path, out: Path, name: str, version: str, formats: list[str], m
     return result
 
 
-def write_atomic(path: Path, text: str) -> None:
-    tmp = _tmp(path)
-    tmp.write_text(text)
-    tmp.replace(path)
-
-
 def remove_previous(stdout: str) -> None:
     """Delete the staging folder recorded in a previous run's JSON output (used on delete)."""
     folder = Path(last_json(stdout).get("dir", ""))
@@ -233,26 +218,15 @@ def main(argv: list[str] | None = None) -> int:
     if argv is None and sys.argv[1:] == ["--remove-previous"]:
         remove_previous(os.environ.get("PULUMI_COMMAND_STDOUT", ""))
         return 0
-    parser = argparse.ArgumentParser(description="Convert the sealed RAW into every format.")
-    parser.add_argument("--raw", type=Path, required=True)
-    parser.add_argument(
-        "--out-base", type=Path, required=True, help="a new folder formats-<id> is made in it for this run"
-    )
-    parser.add_argument("--version", required=True)
-    parser.add_argument("--commit", required=True)
-    parser.add_argument("--upstream-source", required=True)
-    parser.add_argument("--upstream-sha256", required=True)
-    parser.add_argument("--build-time", required=True)
-    parser.add_argument("--build-epoch", type=int, required=True)
-    parser.add_argument("--raw-sha256", required=True, help="digest of the sealed RAW the seal check passed")
-    parser.add_argument("--formats", required=True, help="comma-separated: raw,qcow2,vhd,vmdk,ova,vhdx")
-    parser.add_argument("--name", default="debian-12")
-    args = parser.parse_args(argv)
+    parser = FormatsRequest.parser(argparse.ArgumentParser(description="Convert the sealed RAW into every format."))
+    args = FormatsRequest.from_namespace(parser.parse_args(argv), os.environ)
     return run_step("formats", lambda: convert_all(args))
 
 
-def convert_all(args: argparse.Namespace) -> dict[str, object]:
+def convert_all(args: FormatsRequest) -> FormatsResult:
     """Every format of the sealed RAW in a new folder, with its SHA256SUMS and manifest."""
+    if args.sealed not in ("", "True"):
+        raise FactoryError(f"the seal check of {args.raw} did not pass (sealed={args.sealed}); nothing is converted")
     out = args.out_base / f"formats-{args.raw_sha256[:12]}-{os.urandom(4).hex()}"
     if not args.raw.is_file():
         raise FactoryError(f"sealed RAW {args.raw} does not exist; rebuild the image")
@@ -263,20 +237,22 @@ def convert_all(args: argparse.Namespace) -> dict[str, object]:
     tmp_out = out.with_name(f".{out.name}.partial")
     print(f"formats: converting {args.version} to {args.formats}", file=sys.stderr)
     formats = produce(args.raw, tmp_out, args.name, args.version, args.formats.split(","), args.build_epoch)
-    manifest: dict[str, object] = {
-        "version": args.version,
-        "commit": args.commit,
-        "name": args.name,
-        "disk_size_mib": args.raw.stat().st_size // MIB,
-        "build_time": args.build_time,
-        "upstream": {"source": args.upstream_source, "sha256": args.upstream_sha256},
-        "sealed_raw_sha256": args.raw_sha256,
-        "formats": formats,
-    }
+    result = FormatsResult(
+        version=args.version,
+        commit=args.commit,
+        name=args.name,
+        disk_size_mib=args.raw.stat().st_size // MIB,
+        build_time=args.build_time,
+        upstream={"source": args.upstream_source, "sha256": args.upstream_sha256},
+        sealed_raw_sha256=args.raw_sha256,
+        formats=formats,
+        dir=host.portable(out),
+    )
+    manifest = {k: v for k, v in result.to_json().items() if k != "dir"}  # manifest.json: all but the folder
     write_atomic(tmp_out / "manifest.json", json.dumps(manifest, indent=2, sort_keys=True) + "\n")
     write_atomic(tmp_out / "SHA256SUMS", format_sums({v["file"]: v["sha256"] for v in formats.values()}))
     tmp_out.replace(out)
-    return {**manifest, "dir": host.portable(out)}
+    return result
 
 
 if __name__ == "__main__":

@@ -13,7 +13,6 @@ optionally ACCELERATOR (auto|kvm|tcg), MEMORY_MIB, HEALTH_TIMEOUT.
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import signal
@@ -23,24 +22,26 @@ from pathlib import Path
 
 from imagefactory import accel, host
 from imagefactory.checksums import file_digest
-from imagefactory.errors import FactoryError, last_json
+from imagefactory.errors import FactoryError, last_json, run_step
 from imagefactory.stamp import parse_stamp
+from imagefactory.steps import LaunchRequest
 from imagefactory.vm import Guest
 
 
 def create(env: dict[str, str]) -> dict[str, object]:
-    image = Path(env["IMAGE_PATH"])
-    version = env["IMAGE_VERSION"]
+    request = LaunchRequest.parse([], env)
+    image = request.image_path
+    version = request.version
     if not image.is_file():
         raise FactoryError(f"image {image} of {version} does not exist; is the version still published?")
-    if file_digest(image) != env["IMAGE_SHA256"]:
+    if file_digest(image) != request.image_sha256:
         raise FactoryError(f"{image} does not match the digest the image stack published for {version}")
     cache = host.cache_dir()
-    accelerator = accel.choose(env.get("ACCELERATOR", "auto"), image, cache)
-    folder = Path(env["STATE_DIR"]).resolve() / f"{env['VM_NAME']}-{version}-{os.urandom(3).hex()}"
+    accelerator = accel.choose(request.accelerator, image, cache)
+    folder = request.state_dir.resolve() / f"{request.vm_name}-{version}-{os.urandom(3).hex()}"
     guest = Guest(image, folder, accelerator, int(env.get("MEMORY_MIB", "1024")), user="health").start()
     try:
-        print(f"launch: {env['VM_NAME']} booting {version} ({accelerator}); waiting for SSH", file=sys.stderr)
+        print(f"launch: {request.vm_name} booting {version} ({accelerator}); waiting for SSH", file=sys.stderr)
         guest.wait_ready(int(env.get("HEALTH_TIMEOUT", "600")))
         result = guest.ssh("cat /etc/release")
         reported = parse_stamp(result.stdout).get("IMAGE_VERSION")
@@ -50,7 +51,7 @@ def create(env: dict[str, str]) -> dict[str, object]:
         guest.stop()
         shutil.rmtree(folder, ignore_errors=True)
         raise
-    print(f"launch: {env['VM_NAME']} is healthy and reports {version}", file=sys.stderr)
+    print(f"launch: {request.vm_name} is healthy and reports {version}", file=sys.stderr)
     return {
         "version": version,
         "pid": guest.process.pid if guest.process else 0,
@@ -88,18 +89,12 @@ def _is_our_qemu(pid: int, folder: Path) -> bool:
 
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
-    try:
-        if args == ["create"]:
-            print(json.dumps(create(dict(os.environ))))
-        elif args == ["delete"]:
-            delete(os.environ.get("PULUMI_COMMAND_STDOUT", ""))
-        else:
-            print("usage: python -m imagefactory.launch_local create|delete", file=sys.stderr)
-            return 2
-    except FactoryError as exc:
-        print(f"launch: {exc}", file=sys.stderr)
-        return 1
-    return 0
+    if args == ["create"]:
+        return run_step("launch", lambda: create(dict(os.environ)))
+    if args == ["delete"]:
+        return run_step("launch", lambda: delete(os.environ.get("PULUMI_COMMAND_STDOUT", "")))
+    print("usage: python -m imagefactory.launch_local create|delete", file=sys.stderr)
+    return 2
 
 
 if __name__ == "__main__":

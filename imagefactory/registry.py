@@ -36,6 +36,8 @@ from pathlib import Path
 from imagefactory import host
 from imagefactory.checksums import file_digest, parse_sums
 from imagefactory.errors import FactoryError
+from imagefactory.files import fsync, write_atomic
+from imagefactory.steps import PublishRequest
 from imagefactory.versions import DEV_VERSION
 
 
@@ -63,21 +65,8 @@ def read_index(registry: Path) -> dict:
 LEDGER = "published.jsonl"
 
 
-def _fsync(path: Path) -> None:
-    """Flush a file's or a folder's data and entries to disk."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def _write_index(registry: Path, index: dict) -> None:
-    tmp = registry / ".index.json.partial"
-    tmp.write_text(json.dumps(index, indent=2, sort_keys=True) + "\n")
-    _fsync(tmp)
-    tmp.replace(registry / "index.json")
-    _fsync(registry)
+    write_atomic(registry / "index.json", json.dumps(index, indent=2, sort_keys=True) + "\n", durable=True)
 
 
 def read_ledger(registry: Path) -> dict[str, dict]:
@@ -102,7 +91,7 @@ def _append_ledger(registry: Path, record: dict) -> None:
         handle.write(json.dumps(record, sort_keys=True) + "\n")
         handle.flush()
         os.fsync(handle.fileno())
-    _fsync(registry)
+    fsync(registry)
 
 
 def _read_json(path: Path) -> dict:
@@ -230,8 +219,8 @@ def publish(registry: Path, staging: Path, version: str) -> dict:
         shutil.copytree(staging, incoming, copy_function=_link_or_copy)
         for item in incoming.iterdir():
             item.chmod(0o444)  # published files are never written again
-            _fsync(item)
-        _fsync(incoming)
+            fsync(item)
+        fsync(incoming)
         if target.exists():
             retired = registry / f".{version}.replaced"
             shutil.rmtree(retired, ignore_errors=True)
@@ -240,7 +229,7 @@ def publish(registry: Path, staging: Path, version: str) -> dict:
             shutil.rmtree(retired, ignore_errors=True)
         else:
             incoming.replace(target)
-        _fsync(registry)
+        fsync(registry)
         _append_ledger(
             registry,
             {
@@ -370,14 +359,14 @@ def lookup(registry: Path, version: str, fmt: str | None = None) -> dict:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="The on-disk registry of published image versions.")
     sub = parser.add_subparsers(dest="command", required=True)
-    for name in ("publish", "deprecate", "retire", "lookup", "list", "verify"):
+    PublishRequest.parser(sub.add_parser("publish"))  # the pipeline's step: one contract (imagefactory.steps)
+    for name in ("deprecate", "retire", "lookup", "list", "verify"):
         cmd = sub.add_parser(name)
         cmd.add_argument("--registry", type=Path, required=True)
         if name == "verify":
             cmd.add_argument("--version", help="one version; all published versions when omitted")
         elif name != "list":
             cmd.add_argument("--version", required=True)
-    sub.choices["publish"].add_argument("--staging", type=Path, required=True)
     sub.choices["retire"].add_argument(
         "--missing-ok", action="store_true", help="succeed when the version is already gone"
     )

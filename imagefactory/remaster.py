@@ -21,6 +21,7 @@ from pathlib import Path
 from imagefactory import fstree
 from imagefactory.debugfs import Filesystem
 from imagefactory.errors import FactoryError
+from imagefactory.files import run
 from imagefactory.gpt import Partition, root_partition
 
 NAMESPACE = uuid.UUID("8a3d0c57-9f2e-4c1b-a7e4-5b6c7d8e9f01")  # this project's uuid5 namespace
@@ -31,17 +32,10 @@ def derived_uuid(version: str, purpose: str) -> uuid.UUID:
     return uuid.uuid5(NAMESPACE, f"{version}/{purpose}")
 
 
-def _run(args: list[str], env: dict[str, str] | None = None) -> str:
-    result = subprocess.run(args, capture_output=True, text=True, env=env, check=False)
-    if result.returncode != 0:
-        raise FactoryError(f"{args[0]} failed: {(result.stderr or result.stdout).strip()[-800:]}")
-    return result.stdout
-
-
 def superblock(device: str) -> dict[str, str]:
     """dumpe2fs -h as a dict of its fields."""
     fields = {}
-    for line in _run(["dumpe2fs", "-h", device]).splitlines():
+    for line in run(["dumpe2fs", "-h", device]).splitlines():
         key, sep, value = line.partition(":")
         if sep:
             fields[key.strip()] = value.strip()
@@ -79,7 +73,7 @@ def remaster(raw: Path, version: str, epoch: int, work: Path) -> dict[str, objec
         env = {**os.environ, "LC_ALL": "C", "E2FSPROGS_FAKE_TIME": str(epoch), "SOURCE_DATE_EPOCH": str(epoch)}
         image = work / "root.img"
         label = original.get("Filesystem volume name", "")
-        _run(
+        run(
             [
                 "mke2fs",
                 "-q",
@@ -116,9 +110,9 @@ def remaster(raw: Path, version: str, epoch: int, work: Path) -> dict[str, objec
         if changed:
             raise FactoryError("the re-mastered filesystem differs from the sealed one:\n  " + "\n  ".join(changed))
         out = raw.with_name(f".{raw.name}.remastered")
-        _run(["cp", "--sparse=always", str(raw), str(out)])
-        _run(["fallocate", "--punch-hole", "--offset", str(root.offset), "--length", str(root.size), str(out)])
-        _run(
+        run(["cp", "--sparse=always", str(raw), str(out)])
+        run(["fallocate", "--punch-hole", "--offset", str(root.offset), "--length", str(root.size), str(out)])
+        run(
             [
                 "dd",
                 f"if={image}",

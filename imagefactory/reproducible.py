@@ -22,7 +22,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from imagefactory import build, formats, fstree, gpt, host, upstream, versions
+from imagefactory import build, files, formats, fstree, gpt, host, upstream, versions
 from imagefactory.debugfs import Filesystem
 from imagefactory.errors import FactoryError
 from imagefactory.remaster import superblock
@@ -217,7 +217,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"reproducible: {exc}", file=sys.stderr)
         return 1
     args.report.parent.mkdir(parents=True, exist_ok=True)
-    formats.write_atomic(args.report, json.dumps(report, indent=2, default=str) + "\n")
+    files.write_atomic(args.report, json.dumps(report, indent=2, default=str) + "\n")
     layer5 = next((layer for layer in report["layers"] if layer["layer"] == 5), None)
     print(f"reproducible: bit-identical artifacts: {', '.join(report['bit_identical_artifacts']) or 'none'}")
     if layer5:

@@ -17,8 +17,10 @@ from pathlib import Path
 
 from imagefactory.debugfs import Filesystem
 from imagefactory.errors import FactoryError
+from imagefactory.files import write_atomic
 from imagefactory.gpt import root_partition
 from imagefactory.stamp import parse_stamp
+from imagefactory.steps import SealCheckRequest, SealReport
 
 
 @dataclass(frozen=True)
@@ -137,35 +139,28 @@ def check_disk(disk: Path, version: str, build_user: str = "imagebuild") -> list
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("disk", type=Path)
-    parser.add_argument("--version", required=True, help="the version /etc/release must carry")
+    parser = SealCheckRequest.parser(argparse.ArgumentParser(description=__doc__.splitlines()[0]))
     parser.add_argument("--build-user", default="imagebuild")
-    parser.add_argument("--report", type=Path, help="also write the findings as JSON here")
-    args = parser.parse_args(argv)
+    parsed = parser.parse_args(argv)
+    args = SealCheckRequest.from_namespace(parsed, {})
     try:
         if not args.disk.is_file():
             raise FactoryError(f"disk {args.disk} does not exist")
-        findings = check_disk(args.disk, args.version, args.build_user)
+        findings = check_disk(args.disk, args.version, parsed.build_user)
     except FactoryError as exc:
         print(f"seal check: {exc}", file=sys.stderr)
         return 2
-    report = {
-        "disk": str(args.disk),
-        "version": args.version,
-        "sealed": not findings,
-        "findings": [asdict(f) for f in findings],
-    }
+    report = SealReport(
+        disk=str(args.disk), version=args.version, sealed=not findings, findings=[asdict(f) for f in findings]
+    )
     if args.report:
-        tmp = args.report.with_name(args.report.name + ".tmp")
-        tmp.write_text(json.dumps(report, indent=2) + "\n")
-        tmp.replace(args.report)
+        write_atomic(args.report, json.dumps(report.to_json(), indent=2) + "\n")
     for finding in findings:
         print(f"seal check FAILED: {finding}", file=sys.stderr)
     if findings:
         print(f"seal check: {len(findings)} finding(s); the release is blocked", file=sys.stderr)
         return 1
-    print(json.dumps(report))
+    print(json.dumps(report.to_json()))
     return 0
 
 

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from imagefactory.errors import FactoryError, run_step
 from imagefactory.host import portable
+from imagefactory.steps import SourcesRequest, SourcesResult
 
 BUILD_INPUTS = ("packer", "ansible")
 SKIP_PARTS = {".ansible", "__pycache__", ".pytest_cache"}
@@ -57,13 +58,13 @@ def export_commit(repo: Path, commit: str, dest: Path) -> Path:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="Export the tree of a release's commit for its build.")
-    parser.add_argument("--repo", type=Path, required=True)
-    parser.add_argument("--commit", required=True)
-    parser.add_argument("--dest", type=Path, required=True)
-    args = parser.parse_args(argv)
+    parser = SourcesRequest.parser(
+        argparse.ArgumentParser(description="Export the tree of a release's commit for its build.")
+    )
+    args = SourcesRequest.from_namespace(parser.parse_args(argv), {})
     return run_step(
-        "sources", lambda: {"dir": portable(export_commit(args.repo, args.commit, args.dest)), "commit": args.commit}
+        "sources",
+        lambda: SourcesResult(dir=portable(export_commit(args.repo, args.commit, args.dest)), commit=args.commit),
     )
 
 

@@ -21,12 +21,12 @@ import sys
 import urllib.error
 import urllib.parse
 import urllib.request
-from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from imagefactory import host
 from imagefactory.checksums import file_digest, parse_expected, parse_sums, verify
 from imagefactory.errors import FactoryError, run_step
+from imagefactory.steps import UpstreamRequest, UpstreamResult
 
 STAGE0_SCRIPT = Path(__file__).resolve().parent / "stage0" / "build.sh"
 FETCH_TIMEOUT = 20
@@ -47,14 +47,7 @@ def _fetch_error(url: str, exc: Exception) -> FactoryError:
     return Unreachable(f"cannot reach {url}: {getattr(exc, 'reason', exc)}")
 
 
-@dataclass(frozen=True)
-class Upstream:
-    path: str
-    sha256: str
-    source: str
-    checksum: str
-    via: str
-    """download, path or stage0."""
+Upstream = UpstreamResult  # the step's result is the resolved upstream
 
 
 def is_url(location: str) -> bool:
@@ -170,14 +163,12 @@ def resolve_with_fallback(url: str, checksum: str, fallback: str, cache: Path) -
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="Resolve and verify the upstream image.")
-    parser.add_argument("--url", required=True)
-    parser.add_argument("--checksum", default="")
-    parser.add_argument("--fallback", choices=("stage0", "none"), default="stage0")
+    parser = UpstreamRequest.parser(argparse.ArgumentParser(description="Resolve and verify the upstream image."))
     parser.add_argument("--cache", type=Path, help="default: the per-user cache (imagefactory.host)")
     args = parser.parse_args(argv)
+    request = UpstreamRequest.from_namespace(args, os.environ)
     cache = args.cache or host.cache_dir()
-    return run_step("upstream", lambda: asdict(resolve_with_fallback(args.url, args.checksum, args.fallback, cache)))
+    return run_step("upstream", lambda: resolve_with_fallback(request.url, request.checksum, request.fallback, cache))
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""Shared helpers for integration tests: an isolated copy of the project and its Pulumi env."""
+"""Shared test helpers: an isolated copy of the project, its Pulumi env, and fake step results for mocks."""
 
 from __future__ import annotations
 
@@ -7,6 +7,9 @@ import os
 import shutil
 import subprocess
 from pathlib import Path
+from typing import Any
+
+from imagefactory import steps
 
 ROOT = Path(__file__).resolve().parent.parent
 COPY_IGNORE = shutil.ignore_patterns(
@@ -71,3 +74,54 @@ def pulumi(
 def stack_outputs(project: Path, stack: str, env: dict[str, str]) -> dict:
     result = pulumi(project, "stack", "output", "--json", "--show-secrets", "--stack", stack, env=env)
     return json.loads(result.stdout)
+
+
+def fake_step_result(name: str, inputs: dict[str, Any]) -> dict[str, Any]:
+    """For Pulumi mocks: what the step named `name` prints as its last line, built from the
+    step's result contract (imagefactory.steps), so a component reading a key that the step
+    does not print fails a unit test."""
+    env = inputs.get("environment", {})
+    version = env.get("IMAGE_VERSION", "")
+    registry = f".state/registry/{version}"
+    files = {
+        fmt: {"path": f"{registry}/debian-12-{version}.{ext}", "sha256": fmt[0] * 64, "bytes": 3 << 30}
+        for fmt, ext in (("raw", "raw"), ("qcow2", "qcow2"), ("vhd", "vhd"), ("vmdk", "vmdk"), ("ova", "ova"))
+    }
+    results = {
+        "-resolve": steps.UpstreamResult("/cache/up.qcow2", "u" * 64, "stage0:x", "sha256:" + "u" * 64, "stage0"),
+        "-source": steps.SourcesResult(env.get("DEST", ""), env.get("IMAGE_COMMIT", "")),
+        "-packer": steps.BuildResult(
+            version=version,
+            commit="c" * 40,
+            raw=f".state/work/{version}/b/disk.raw",
+            sha256="r" * 64,
+            bytes=3 << 30,
+            accelerator="tcg",
+            build_time="2026-01-01T00:00:00Z",
+            log=".state/work/logs/x.log",
+            remaster={},
+        ),
+        "-seal-check": steps.SealReport(disk="disk.raw", version=version, sealed=True, findings=[]),
+        "-convert": steps.FormatsResult(
+            version=version,
+            commit="c" * 40,
+            name="debian-12",
+            disk_size_mib=3072,
+            build_time="2026-01-01T00:00:00Z",
+            upstream={"source": "stage0:x", "sha256": "u" * 64},
+            sealed_raw_sha256="r" * 64,
+            formats={},
+            dir=f".state/work/{version}/formats-x",
+        ),
+        "-publish": {"version": version, "commit": "c" * 40, "dir": registry, "formats": files},
+        "-vhd": steps.AzureUploadResult("https://st.blob.core.windows.net/imagefactory/x.vhd", "v" * 64, True),
+        "-vm": {"reported_version": env.get("IMAGE_VERSION", ""), "pid": 1},
+        "-aws-packer": {"amis": {"eu-west-1": "ami-0native"}},
+        "-azure-packer": {
+            "managed_image_id": "/subscriptions/sub-1/resourceGroups/rg-images/providers/Microsoft.Compute/images/i",
+            "gallery_image_version_id": "/subscriptions/sub-1/resourceGroups/rg-images/providers/"
+            "Microsoft.Compute/galleries/imagefactory/images/debian-12/versions/0.1.0",
+        },
+    }
+    result = results[max((s for s in results if name.endswith(s)), key=len)]
+    return result.to_json() if isinstance(result, steps.Result) else result

@@ -139,7 +139,7 @@ def test_a_killed_upload_is_never_taken_as_complete_and_the_next_run_finishes_it
     blob = azure_upload.blob_client(env)
     assert "sha256" not in (blob.get_blob_properties().metadata or {}), "a half-made blob carries no digest"
     result = azure_upload.upload(disk, env["VHD_SHA256"], blob)
-    assert result["uploaded"] is True
+    assert result.uploaded is True
     assert azure_upload.blob_digest(blob, disk.stat().st_size) == env["VHD_SHA256"]
     assert blob.get_blob_properties().metadata == {"sha256": env["VHD_SHA256"]}
 
@@ -147,6 +147,6 @@ def test_a_killed_upload_is_never_taken_as_complete_and_the_next_run_finishes_it
 def test_uploading_the_same_version_again_sends_nothing(azurite: str, tmp_path: Path) -> None:
     disk = vhd(tmp_path, "c.vhd", b"release-0.3.0 ")
     env = env_for(azurite, disk, "debian-12-release-0.3.0.vhd")
-    assert azure_upload.upload(disk, env["VHD_SHA256"], azure_upload.blob_client(env))["uploaded"] is True
+    assert azure_upload.upload(disk, env["VHD_SHA256"], azure_upload.blob_client(env)).uploaded is True
     again = azure_upload.upload(disk, env["VHD_SHA256"], crashing_after(azure_upload.blob_client(env), 0))
-    assert again == {"url": again["url"], "sha256": env["VHD_SHA256"], "uploaded": False}
+    assert (again.sha256, again.uploaded) == (env["VHD_SHA256"], False)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pulumi
@@ -9,6 +10,7 @@ import pytest
 from pulumi.runtime import mocks as pulumi_mocks
 
 from imagefactory.cloud import aws_settings, azure_settings
+from imagefactory.steps import AzureUploadResult
 
 RESOURCES: dict[str, dict[str, Any]] = {}
 _register = pulumi_mocks.MockMonitor.RegisterResource
@@ -30,7 +32,9 @@ class Mocks(pulumi.runtime.Mocks):
         if args.typ == "aws:ec2/amiCopy:AmiCopy":
             return f"ami-copy-{args.inputs['region']}", outputs
         if args.typ == "command:local:Command" and args.name.endswith("-vhd"):
-            outputs["stdout"] = '{"url": "https://st.blob.core.windows.net/imagefactory/x.vhd"}'
+            outputs["stdout"] = json.dumps(
+                AzureUploadResult("https://st.blob.core.windows.net/imagefactory/x.vhd", "v" * 64, True).to_json()
+            )
         elif args.typ == "command:local:Command":
             outputs["stdout"] = '{"amis": {"eu-west-1": "ami-native"}}'
         outputs.setdefault("name", args.inputs.get("galleryName", args.name))

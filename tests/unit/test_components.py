@@ -14,6 +14,7 @@ import pytest
 from pulumi.runtime import mocks as pulumi_mocks
 
 from imagefactory.versions import Version
+from tests.helpers import fake_step_result
 
 REGISTERED: dict[str, dict[str, Any]] = {}
 _original_register = pulumi_mocks.MockMonitor.RegisterResource
@@ -31,27 +32,11 @@ def _capturing_register(self, request):  # type: ignore[no-untyped-def]
     return _original_register(self, request)
 
 
-STEP_RESULTS = {
-    "-resolve": {"path": "/cache/upstream.qcow2", "sha256": "u" * 64, "source": "stage0:abc", "via": "stage0"},
-    "-source": {"dir": "/srv/factory/sources/release-0.1.0-aaaaaaaaaaaa", "commit": "a" * 40},
-    "-packer": {
-        "raw": "/srv/factory/release-0.1.0/build-1/disk.raw",
-        "sha256": "r" * 64,
-        "build_time": "2025-01-01T00:00:00Z",
-        "log": "/srv/factory/logs/x.log",
-    },
-    "-seal-check": {"sealed": True, "findings": []},
-    "-convert": {"dir": "/srv/factory/release-0.1.0/formats-x", "version": "release-0.1.0", "formats": {}},
-    "-publish": {"version": "release-0.1.0", "formats": {}},
-}
-
-
 class Mocks(pulumi.runtime.Mocks):
     def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str, dict]:
         outputs = dict(args.inputs)
         if args.typ == "command:local:Command":
-            suffix = next(s for s in STEP_RESULTS if args.name.endswith(s))
-            outputs["stdout"] = json.dumps(STEP_RESULTS[suffix])
+            outputs["stdout"] = json.dumps(fake_step_result(args.name, args.inputs))
             outputs["stderr"] = ""
         REGISTERED.setdefault(args.name, {}).update({"inputs": args.inputs})
         return f"{args.name}-id", outputs
@@ -136,14 +121,15 @@ def test_a_release_build_never_runs_from_the_working_tree():
     def check(values: list[Any]) -> None:
         source = REGISTERED["release-0.1.0-source"]["inputs"]
         assert source["environment"]["IMAGE_COMMIT"] == RELEASE.commit, "release-0.1.0-source exports the tag's commit"
+        exported = source["environment"]["DEST"]
         packer = REGISTERED["release-0.1.0-packer"]["inputs"]
-        assert packer["environment"]["SOURCE_DIR"] == STEP_RESULTS["-source"]["dir"], (
+        assert packer["environment"]["SOURCE_DIR"] == exported, (
             "release-0.1.0-packer builds from the exported tag tree"
         )
-        assert values[0] == STEP_RESULTS["-source"]["dir"]
+        assert values[0] == exported
         for step in ("packer", "seal-check", "convert"):
             inputs = REGISTERED[f"release-0.1.0-{step}"]["inputs"]
-            assert inputs["environment"]["PYTHONPATH"] == STEP_RESULTS["-source"]["dir"], (
+            assert inputs["environment"]["PYTHONPATH"] == exported, (
                 f"release-0.1.0-{step} runs the tag's imagefactory code, not the checkout's"
             )
 
@@ -171,7 +157,7 @@ def test_a_dev_build_rebuilds_when_packer_or_ansible_change():
     def check(_: Any) -> None:
         packer = REGISTERED["dev-0123456789ab-packer"]["inputs"]
         assert "d" * 64 in packer["triggers"], "dev-0123456789ab-packer is triggered by the packer/ansible digest"
-        assert packer["environment"]["SOURCE_DIR"] != STEP_RESULTS["-source"]["dir"]
+        assert packer["environment"]["SOURCE_DIR"] == ".", "a dev build runs from the working tree"
         assert "dev-0123456789ab-source" not in REGISTERED, "a dev build needs no tag export"
 
     return outputs["entry"].apply(check)

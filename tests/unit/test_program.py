@@ -21,7 +21,7 @@ import pytest
 import yaml
 from pulumi.runtime import mocks as pulumi_mocks
 
-from tests.helpers import ROOT, copy_project, init_git
+from tests.helpers import ROOT, copy_project, fake_step_result, init_git
 
 GIT_ENV = {**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@x.invalid"}
 GIT_ENV.update(GIT_COMMITTER_NAME="t", GIT_COMMITTER_EMAIL="t@x.invalid")
@@ -41,45 +41,12 @@ def _capture(self, request):  # type: ignore[no-untyped-def]  # the monitor's ow
     return _register(self, request)
 
 
-def step_result(name: str, inputs: dict[str, Any]) -> dict[str, Any]:
-    """What each pipeline step prints as its last line, shaped like the real steps' results."""
-    env = inputs.get("environment", {})
-    version = env.get("IMAGE_VERSION", "")
-    registry = f".state/registry/{version}"
-    files = {
-        fmt: {"path": f"{registry}/debian-12-{version}.{ext}", "sha256": fmt[0] * 64, "bytes": 3 << 30}
-        for fmt, ext in (("raw", "raw"), ("qcow2", "qcow2"), ("vhd", "vhd"), ("vmdk", "vmdk"), ("ova", "ova"))
-    }
-    results = {
-        "-resolve": {"path": "/cache/up.qcow2", "sha256": "u" * 64, "source": "stage0:x", "via": "stage0"},
-        "-source": {"dir": f".state/work/sources/{version}", "commit": env.get("IMAGE_COMMIT", "")},
-        "-packer": {
-            "raw": f".state/work/{version}/b/disk.raw",
-            "sha256": "r" * 64,
-            "build_time": "2026-01-01T00:00:00Z",
-            "log": ".state/work/logs/x.log",
-        },
-        "-seal-check": {"sealed": True, "findings": []},
-        "-convert": {"dir": f".state/work/{version}/formats-x", "version": version, "formats": {}},
-        "-publish": {"version": version, "commit": "c" * 40, "dir": registry, "formats": files},
-        "-vhd": {"url": "https://st.blob.core.windows.net/imagefactory/x.vhd"},
-        "-vm": {"reported_version": env.get("IMAGE_VERSION", ""), "pid": 1},
-        "-aws-packer": {"amis": {"eu-west-1": "ami-0native"}},
-        "-azure-packer": {
-            "managed_image_id": "/subscriptions/sub-1/resourceGroups/rg-images/providers/Microsoft.Compute/images/i",
-            "gallery_image_version_id": "/subscriptions/sub-1/resourceGroups/rg-images/providers/"
-            "Microsoft.Compute/galleries/imagefactory/images/debian-12/versions/0.1.0",
-        },
-    }
-    return results[max((s for s in results if name.endswith(s)), key=len)]
-
-
 class Mocks(pulumi.runtime.Mocks):
     def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str, dict]:
         RESOURCES.setdefault(args.name, {})["inputs"] = args.inputs
         outputs = dict(args.inputs)
         if args.typ == "command:local:Command":
-            outputs["stdout"] = json.dumps(step_result(args.name, args.inputs))
+            outputs["stdout"] = json.dumps(fake_step_result(args.name, args.inputs))
         elif args.typ == "aws:ec2/ami:Ami":
             return f"ami-{args.name}", outputs
         elif args.typ == "aws:ec2/amiCopy:AmiCopy":
