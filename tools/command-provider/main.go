@@ -13,7 +13,6 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"crypto/rand"
@@ -329,8 +328,8 @@ func (p *commandProvider) runPhase(ctx context.Context, urn resource.URN, inputs
 	go p.pump(ctx, &wg, urn, stderrPipe, &stderr, combined, logging == "stderr" || logging == "stdoutAndStderr")
 	wg.Wait()
 	runErr := cmd.Wait()
-	outputs["stdout"] = resource.NewStringProperty(strings.TrimRight(stdout.String(), "\n"))
-	outputs["stderr"] = resource.NewStringProperty(strings.TrimRight(stderr.String(), "\n"))
+	outputs["stdout"] = resource.NewStringProperty(outputText(stdout.Bytes()))
+	outputs["stderr"] = resource.NewStringProperty(outputText(stderr.Bytes()))
 	if runErr != nil {
 		var exitErr *exec.ExitError
 		if errors.As(runErr, &exitErr) {
@@ -352,23 +351,87 @@ func (p *commandProvider) track(cmd *exec.Cmd, add bool) {
 	}
 }
 
-// pump copies a stream into buf and, when asked, forwards each line to the engine's log
-// so that a user watching `pulumi up` sees a long command's progress as it happens.
+// maxLogLine bounds one line forwarded to the engine's log; the outputs keep all of it.
+const maxLogLine = 64 << 10
+
+// pump copies a stream into buf and combined and, when asked, forwards each line to the
+// engine's log so that a user watching `pulumi up` sees a long command's progress as it
+// happens. It reads chunks, not lines: a line of any length never stops the reading (a
+// stream nobody reads would block the command on a full pipe).
 func (p *commandProvider) pump(ctx context.Context, wg *sync.WaitGroup, urn resource.URN, r io.Reader,
 	buf *bytes.Buffer, combined *tailBuffer, forward bool,
 ) {
 	defer wg.Done()
-	scanner := bufio.NewScanner(r)
-	scanner.Buffer(make([]byte, 64*1024), 16*1024*1024)
-	for scanner.Scan() {
-		line := scanner.Text()
-		buf.WriteString(line)
-		buf.WriteByte('\n')
-		_, _ = combined.Write([]byte(line + "\n"))
-		if forward && p.host != nil && strings.TrimSpace(line) != "" {
+	lines := lineSplitter{emit: func(line string) {
+		if p.host != nil && strings.TrimSpace(line) != "" {
 			_ = p.host.Log(ctx, diag.Info, urn, line)
 		}
+	}}
+	chunk := make([]byte, 64<<10)
+	for {
+		n, err := r.Read(chunk)
+		if n > 0 {
+			buf.Write(chunk[:n])
+			_, _ = combined.Write(chunk[:n])
+			if forward {
+				lines.write(chunk[:n])
+			}
+		}
+		if err != nil {
+			break
+		}
 	}
+	if forward {
+		lines.flush()
+	}
+}
+
+// lineSplitter cuts a stream into lines for the log, each at most maxLogLine bytes
+// (the rest of a longer line is dropped and marked), without the line end.
+type lineSplitter struct {
+	emit      func(string)
+	line      []byte
+	truncated bool
+}
+
+func (s *lineSplitter) write(b []byte) {
+	for len(b) > 0 {
+		i := bytes.IndexByte(b, '\n')
+		part := b
+		if i >= 0 {
+			part = b[:i]
+		}
+		if room := maxLogLine - len(s.line); len(part) > room {
+			part, s.truncated = part[:room], true
+		}
+		s.line = append(s.line, part...)
+		if i < 0 {
+			return
+		}
+		s.flush()
+		b = b[i+1:]
+	}
+}
+
+func (s *lineSplitter) flush() {
+	if len(s.line) == 0 && !s.truncated {
+		return
+	}
+	line := strings.TrimSuffix(string(s.line), "\r")
+	if s.truncated {
+		line += " [line cut]"
+	}
+	s.emit(line)
+	s.line, s.truncated = s.line[:0], false
+}
+
+// outputText is a stream as the stdout or stderr output: byte for byte, except that
+// exactly one trailing "\n" is removed, as upstream 1.2.1 does (its local run() returns
+// strings.TrimSuffix(buffer, "\n"): "a\r\n" becomes "a\r", "a\n\n" becomes "a\n").
+// A run of bytes that are not UTF-8 becomes one U+FFFD: a protobuf string must be UTF-8
+// (the SDK's MarshalProperties refuses anything else, which would fail the step).
+func outputText(b []byte) string {
+	return strings.ToValidUTF8(strings.TrimSuffix(string(b), "\n"), "\uFFFD")
 }
 
 // commandInputs are the inputs of a local.Command once their types are checked.

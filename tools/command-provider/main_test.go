@@ -4,6 +4,7 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"net"
 	"os"
 	"path/filepath"
@@ -17,6 +18,7 @@ import (
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi/provider"
 	pulumirpc "github.com/pulumi/pulumi/sdk/v3/proto/go"
 	"google.golang.org/grpc"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/emptypb"
 	"google.golang.org/protobuf/types/known/structpb"
 )
@@ -630,5 +632,65 @@ func TestFailureErrorOutputIsBoundedFromTheFront(t *testing.T) {
 	}
 	if !strings.Contains(msg, "bytes of earlier output cut") {
 		t.Errorf("error does not say output was cut: %.300s", msg)
+	}
+}
+
+func TestOutputLineOver16MiBDoesNotHang(t *testing.T) {
+	p := newCommandProvider(nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	const lineLen = 17 << 20
+	resp, err := p.Create(ctx, &pulumirpc.CreateRequest{Urn: testURN, Properties: props(t, map[string]any{
+		"create": fmt.Sprintf(`head -c %d /dev/zero | tr '\0' 'y'; echo; echo after; head -c %d /dev/zero | tr '\0' 'z' >&2`,
+			lineLen, lineLen),
+	})})
+	if err != nil {
+		t.Fatalf("Create: %.300v", err)
+	}
+	outs := unmarshal(t, resp.GetProperties())
+	stdout, stderr := str(t, outs, "stdout"), str(t, outs, "stderr")
+	if len(stdout) != lineLen+len("\nafter") || !strings.HasSuffix(stdout, "y\nafter") {
+		t.Errorf("stdout is %d bytes ending %q", len(stdout), stdout[max(0, len(stdout)-20):])
+	}
+	if len(stderr) != lineLen || strings.Trim(stderr, "z") != "" {
+		t.Errorf("stderr is %d bytes, want %d of z", len(stderr), lineLen)
+	}
+}
+
+func TestOutputIsKeptByteForByte(t *testing.T) {
+	p := newCommandProvider(nil)
+	for _, tc := range []struct{ script, stdout, stderr string }{
+		// Upstream 1.2.1 trims exactly one trailing "\n" from each stream and keeps the rest.
+		{`printf 'a\r\nb\r\n\n\n'; printf 'x\n\n' >&2`, "a\r\nb\r\n\n", "x\n"},
+		{`printf 'crlf\r\n'`, "crlf\r", ""},
+		{`printf 'no-newline'; printf 'e' >&2`, "no-newline", "e"},
+		{`printf '\n  indented\t \n'`, "\n  indented\t ", ""},
+		{`printf '\n'`, "", ""},
+		{`printf 'tab\tand \033[1mansi\033[0m\n'`, "tab\tand \033[1mansi\033[0m", ""},
+		{`printf 'caf\303\251 \342\234\223\n'`, "café ✓", ""},
+	} {
+		outs := mustCreate(t, p, map[string]any{"create": tc.script})
+		if got := str(t, outs, "stdout"); got != tc.stdout {
+			t.Errorf("%s: stdout = %q, want %q", tc.script, got, tc.stdout)
+		}
+		if got := str(t, outs, "stderr"); got != tc.stderr {
+			t.Errorf("%s: stderr = %q, want %q", tc.script, got, tc.stderr)
+		}
+	}
+}
+
+func TestOutputThatIsNotUTF8StillMarshals(t *testing.T) {
+	// A protobuf string must be UTF-8, or the response cannot be sent to the engine.
+	p := newCommandProvider(nil)
+	resp, err := p.Create(context.Background(), &pulumirpc.CreateRequest{Urn: testURN, Properties: props(t,
+		map[string]any{"create": `printf 'ok \377\376 end\n'`})})
+	if err != nil {
+		t.Fatalf("Create: %v", err)
+	}
+	if _, err := proto.Marshal(resp); err != nil {
+		t.Fatalf("the response cannot be sent: %v", err)
+	}
+	if got := str(t, unmarshal(t, resp.GetProperties()), "stdout"); got != "ok \uFFFD end" {
+		t.Errorf("stdout = %q", got)
 	}
 }
