@@ -324,9 +324,11 @@ func (p *commandProvider) runPhase(ctx context.Context, urn resource.URN, inputs
 	defer p.track(cmd, false)
 	var wg sync.WaitGroup
 	wg.Add(2)
-	go p.pump(ctx, &wg, urn, stdoutPipe, &stdout, combined, logging == "stdout" || logging == "stdoutAndStderr")
-	go p.pump(ctx, &wg, urn, stderrPipe, &stderr, combined, logging == "stderr" || logging == "stdoutAndStderr")
+	status := p.startStatus(ctx, urn)
+	go pump(&wg, stdoutPipe, &stdout, combined, status, logging == "stdout" || logging == "stdoutAndStderr")
+	go pump(&wg, stderrPipe, &stderr, combined, status, logging == "stderr" || logging == "stdoutAndStderr")
 	wg.Wait()
+	status.close()
 	runErr := cmd.Wait()
 	outputs["stdout"] = resource.NewStringProperty(outputText(stdout.Bytes()))
 	outputs["stderr"] = resource.NewStringProperty(outputText(stderr.Bytes()))
@@ -354,19 +356,13 @@ func (p *commandProvider) track(cmd *exec.Cmd, add bool) {
 // maxLogLine bounds one line forwarded to the engine's log; the outputs keep all of it.
 const maxLogLine = 64 << 10
 
-// pump copies a stream into buf and combined and, when asked, forwards each line to the
-// engine's log so that a user watching `pulumi up` sees a long command's progress as it
-// happens. It reads chunks, not lines: a line of any length never stops the reading (a
-// stream nobody reads would block the command on a full pipe).
-func (p *commandProvider) pump(ctx context.Context, wg *sync.WaitGroup, urn resource.URN, r io.Reader,
-	buf *bytes.Buffer, combined *tailBuffer, forward bool,
-) {
+// pump copies a stream into buf and combined and, when asked, shows each line as the
+// resource's status so that a user watching `pulumi up` sees a long command's progress.
+// It reads chunks, not lines: a line of any length never stops the reading (a stream
+// nobody reads would block the command on a full pipe).
+func pump(wg *sync.WaitGroup, r io.Reader, buf *bytes.Buffer, combined *tailBuffer, status *statusLog, forward bool) {
 	defer wg.Done()
-	lines := lineSplitter{emit: func(line string) {
-		if p.host != nil && strings.TrimSpace(line) != "" {
-			_ = p.host.Log(ctx, diag.Info, urn, line)
-		}
-	}}
+	lines := lineSplitter{emit: status.line}
 	chunk := make([]byte, 64<<10)
 	for {
 		n, err := r.Read(chunk)
@@ -384,6 +380,60 @@ func (p *commandProvider) pump(ctx context.Context, wg *sync.WaitGroup, urn reso
 	if forward {
 		lines.flush()
 	}
+}
+
+// statusQueue is how many lines wait for the engine; when it is slower than the command,
+// the oldest waiting lines are dropped (a status shows only the latest line anyway).
+const statusQueue = 64
+
+// statusLog sends a command's output lines to the engine as ephemeral status messages, as
+// upstream does (its LogOutput calls the logger's InfoStatus for each line): they show in
+// the progress display's Info column while the command runs, not as one diagnostic per
+// line in the final output. They are sent from their own goroutine so that the engine's
+// pace never holds up reading the command's output.
+type statusLog struct {
+	mu   sync.Mutex
+	ch   chan string
+	done chan struct{}
+}
+
+func (p *commandProvider) startStatus(ctx context.Context, urn resource.URN) *statusLog {
+	s := &statusLog{ch: make(chan string, statusQueue), done: make(chan struct{})}
+	go func() {
+		defer close(s.done)
+		for line := range s.ch {
+			if p.host != nil {
+				_ = p.host.LogStatus(ctx, diag.Info, urn, line)
+			}
+		}
+	}()
+	return s
+}
+
+// line queues one line; blank lines are not shown.
+func (s *statusLog) line(line string) {
+	if strings.TrimSpace(line) == "" {
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	select {
+	case s.ch <- line:
+	default:
+		select { // full: drop the oldest waiting line
+		case <-s.ch:
+		default:
+		}
+		s.ch <- line // the only sender holds mu, so there is room now
+	}
+}
+
+// close sends the lines still waiting and returns when they are sent.
+func (s *statusLog) close() {
+	s.mu.Lock()
+	close(s.ch)
+	s.mu.Unlock()
+	<-s.done
 }
 
 // lineSplitter cuts a stream into lines for the log, each at most maxLogLine bytes

@@ -400,11 +400,13 @@ func TestCheckRejectsUnsupportedInputs(t *testing.T) {
 // fakeEngine records the Log requests a provider sends to the engine.
 type fakeEngine struct {
 	pulumirpc.UnimplementedEngineServer
-	mu   sync.Mutex
-	logs []*pulumirpc.LogRequest
+	delay time.Duration // how long each Log call takes
+	mu    sync.Mutex
+	logs  []*pulumirpc.LogRequest
 }
 
 func (e *fakeEngine) Log(_ context.Context, req *pulumirpc.LogRequest) (*emptypb.Empty, error) {
+	time.Sleep(e.delay)
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	e.logs = append(e.logs, req)
@@ -692,5 +694,53 @@ func TestOutputThatIsNotUTF8StillMarshals(t *testing.T) {
 	}
 	if got := str(t, unmarshal(t, resp.GetProperties()), "stdout"); got != "ok \uFFFD end" {
 		t.Errorf("stdout = %q", got)
+	}
+}
+
+func TestProgressIsEphemeralStatus(t *testing.T) {
+	p, engine := withEngine(t)
+	mustCreate(t, p, map[string]any{"create": "echo step one; echo step two >&2; printf 'no newline'"})
+	logs := engine.messages()
+	if text := logText(logs); !strings.Contains(text, "step one") || !strings.Contains(text, "step two") ||
+		!strings.Contains(text, "no newline") {
+		t.Errorf("logs %q lack the command's lines", text)
+	}
+	for _, l := range logs {
+		if !l.GetEphemeral() || l.GetSeverity() != pulumirpc.LogSeverity_INFO {
+			t.Errorf("log %q: ephemeral %v severity %v, want an ephemeral info status", l.GetMessage(),
+				l.GetEphemeral(), l.GetSeverity())
+		}
+	}
+}
+
+func TestLongLogLinesAreCutButOutputsAreNot(t *testing.T) {
+	p, engine := withEngine(t)
+	outs := mustCreate(t, p, map[string]any{"create": "head -c 200000 /dev/zero | tr '\\0' 'q'; echo; echo short"})
+	if got := len(str(t, outs, "stdout")); got != 200000+len("\nshort") {
+		t.Errorf("stdout is %d bytes", got)
+	}
+	for _, l := range engine.messages() {
+		if len(l.GetMessage()) > maxLogLine+100 {
+			t.Errorf("a log line of %d bytes", len(l.GetMessage()))
+		}
+	}
+	if text := logText(engine.messages()); !strings.Contains(text, "short") || !strings.Contains(text, "[line cut]") {
+		t.Errorf("logs lack the cut long line or the short one")
+	}
+}
+
+func TestSlowEngineDoesNotSlowTheCommand(t *testing.T) {
+	p, engine := withEngine(t)
+	engine.delay = 20 * time.Millisecond
+	start := time.Now()
+	outs := mustCreate(t, p, map[string]any{"create": "seq 1 1000"})
+	if elapsed := time.Since(start); elapsed > 8*time.Second {
+		t.Errorf("1000 lines took %v with a 20ms log call: logging holds up the command", elapsed)
+	}
+	if !strings.HasSuffix(str(t, outs, "stdout"), "\n1000") {
+		t.Errorf("stdout lost lines")
+	}
+	if text := logText(engine.messages()); !strings.Contains(text, "1000") {
+		t.Errorf("the last line was not shown")
 	}
 }
