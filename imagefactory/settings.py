@@ -153,6 +153,11 @@ def validate(raw: dict[str, Any], project_root: Path | None = None) -> Settings:
     azure = azure_settings(_object("azure", get("azure", {}))) if target == "azure" else None
     if aws is not None and aws.mode == "import" and "raw" not in formats:
         raise FactoryError("imagefactory:formats has no raw; the aws target's import mode imports the RAW: add raw")
+    if azure is not None and bool(get("buildWorkingTree", True)):
+        raise FactoryError(
+            "imagefactory:buildWorkingTree is true; the azure target publishes gallery versions X.Y.Z from "
+            "release tags only, never a development version: set it to false and list imagefactory:releases"
+        )
     if azure is not None:
         for tag in releases:
             if parse_release_tag(tag, prefix)[3]:

@@ -123,9 +123,7 @@ def test_a_release_build_never_runs_from_the_working_tree():
         assert source["environment"]["IMAGE_COMMIT"] == RELEASE.commit, "release-0.1.0-source exports the tag's commit"
         exported = source["environment"]["DEST"]
         packer = REGISTERED["release-0.1.0-packer"]["inputs"]
-        assert packer["environment"]["SOURCE_DIR"] == exported, (
-            "release-0.1.0-packer builds from the exported tag tree"
-        )
+        assert packer["environment"]["SOURCE_DIR"] == exported, "release-0.1.0-packer builds from the exported tag tree"
         assert values[0] == exported
         for step in ("packer", "seal-check", "convert"):
             inputs = REGISTERED[f"release-0.1.0-{step}"]["inputs"]

@@ -20,6 +20,9 @@ def test_defaults_are_the_safe_local_stack() -> None:
     assert (settings.registry_dir, settings.work_dir) == (".state/registry", ".state/work")
 
 
+RELEASES_ONLY = {"buildWorkingTree": False}  # an Azure gallery takes release tags only
+
+
 @pytest.mark.parametrize(
     ("key", "value", "message"),
     [
@@ -64,7 +67,8 @@ def test_the_settings_table_is_the_one_pulumi_yaml_declares() -> None:
         ({"target": "aws", "aws": {**AWS, "copyRegions": "us-east-1"}}, "aws.copyRegions must be a list such as"),
         ({"target": "aws", "aws": {**AWS, "copyRegion": ["us-east-1"]}}, "did you mean imagefactory:aws.copyRegions?"),
         ({"target": "aws", "aws": AWS, "formats": ["qcow2"]}, "imagefactory:formats has no raw"),
-        ({"target": "azure", "azure": AZURE, "formats": ["raw"]}, "imagefactory:formats has no vhd"),
+        ({"target": "azure", "azure": AZURE, "formats": ["raw"], **RELEASES_ONLY}, "imagefactory:formats has no vhd"),
+        ({"target": "azure", "azure": AZURE}, "imagefactory:buildWorkingTree is true; the azure target publishes"),
         ({"target": "azure", "azure": {**AZURE, "targetRegions": "westeurope"}}, "azure.targetRegions is 'westeurope'"),
         ({"target": "azure", "azure": {**AZURE, "targetRegions": ["westeurope"]}}, "'westeurope' is not an object"),
         ({"target": "azure", "azure": {**AZURE, "marketplace": "Debian"}}, "azure.marketplace is 'Debian'; accepted"),
@@ -95,4 +99,4 @@ def test_tag_prefixes_that_cannot_name_files_are_refused() -> None:
 
 def test_an_azure_stack_refuses_a_pre_release_naming_the_key() -> None:
     with pytest.raises(FactoryError, match=r"imagefactory:releases lists release-1.0.0-rc.1, a pre-release"):
-        validate({**GOOD, **{"target": "azure", "azure": AZURE, "releases": ["release-1.0.0-rc.1"]}})
+        validate({**GOOD, **{"target": "azure", "azure": AZURE, "releases": ["release-1.0.0-rc.1"], **RELEASES_ONLY}})

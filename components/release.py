@@ -1,0 +1,197 @@
+"""The release wiring: which components each version of a stack goes through, by target.
+
+    local / aws import / azure import:
+        ReleaseVersion -> ImageBuild (Packer + Ansible, seal check) -> ImageFormats -> ImageRelease
+        -> AwsImage / AzureImage (the same RAW / VHD, imported)           -> ImageEntry
+    aws native / azure native:
+        ReleaseVersion -> NativeImageBuild (Packer's amazon-ebs / azure-arm) -> ImageEntry
+
+Everything comes in as parameters (the validated Settings, the planned versions); nothing is
+read from globals. These are plain functions rather than a ComponentResource on purpose: a new
+parent would change the URN of every resource already released, and released resources are
+protected, so an upgrade of this program would refuse to run on every existing stack.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import pulumi
+
+from components.image_build import ImageBuild
+from components.image_formats import ImageFormats
+from components.image_release import ImageRelease
+from components.release_version import ReleaseVersion
+from components.upstream_image import UpstreamImage
+from imagefactory import versions
+from imagefactory.cloud import is_release_candidate
+from imagefactory.settings import Settings
+from imagefactory.steps import ImageEntry
+
+
+@dataclass(frozen=True)
+class Pipeline:
+    settings: Settings
+    working_tree_digest: str
+    """Digest of packer/ and ansible/ of the checkout: what rebuilds a development version."""
+
+    @property
+    def native(self) -> bool:
+        s = self.settings
+        return (s.target == "aws" and s.aws.mode == "native") or (s.target == "azure" and s.azure.mode == "native")
+
+    @property
+    def work_dir(self) -> Path:
+        return Path(self.settings.work_dir)
+
+    def upstream(self) -> UpstreamImage | None:
+        """The verified upstream image every local build starts from (none for native builds)."""
+        if self.native:
+            return None
+        s = self.settings
+        return UpstreamImage(
+            "upstream", {"url": s.upstream_url, "checksum": s.upstream_checksum, "fallback": s.upstream_fallback}
+        )
+
+    def release(self, planned: list[versions.Version], upstream: UpstreamImage | None) -> dict[str, pulumi.Output]:
+        """Each planned version's `images` entry, by version name."""
+        images: dict[str, pulumi.Output] = {}
+        for version in planned:
+            source = ReleaseVersion(version.name, {"version": version, "sources_dir": str(self.work_dir / "sources")})
+            if upstream is None:
+                images[version.name] = self.native_build(version, source)
+            else:
+                images[version.name] = self.local_build(version, source, upstream)
+        return images
+
+    def native_build(self, version: versions.Version, source: ReleaseVersion) -> pulumi.Output[ImageEntry]:
+        from components.cloud_build import NativeImageBuild
+
+        s = self.settings
+        built_at = versions.iso_time(version.commit_time)
+        build = NativeImageBuild(
+            version.name,
+            {
+                "target": s.target,
+                "version": version.name,
+                "is_release": version.is_release,
+                "commit": version.commit,
+                "build_epoch": version.commit_time,
+                "build_time": built_at,
+                "source_dir": source.source_dir,
+                "work_dir": str(self.work_dir),
+                "image_name": s.image_name,
+                "tag_prefix": s.tag_prefix,
+                "aws": s.aws,
+                "azure": s.azure,
+            },
+        )
+
+        def entry(result: dict, upstream: str) -> ImageEntry:
+            built: ImageEntry = {
+                "version": version.name,
+                "commit": version.commit,
+                "build_time": built_at,
+                "upstream": {"source": upstream},
+            }
+            if s.target == "aws":
+                built["aws"] = result["amis"]
+            else:
+                built["azure"] = result
+            return built
+
+        return pulumi.Output.all(build.result, build.upstream).apply(lambda r: entry(r[0], r[1]))
+
+    def local_build(
+        self, version: versions.Version, source: ReleaseVersion, upstream: UpstreamImage
+    ) -> pulumi.Output[ImageEntry]:
+        s = self.settings
+        build = ImageBuild(
+            version.name,
+            {
+                "version": version.name,
+                "commit": version.commit,
+                "build_epoch": version.commit_time,
+                "source_dir": source.source_dir,
+                "source_digest": "" if version.is_release else self.working_tree_digest,
+                "upstream_path": upstream.path,
+                "upstream_sha256": upstream.sha256,
+                "upstream_source": upstream.source,
+                "work_dir": str(self.work_dir),
+                "disk_size_mib": s.disk_size_mib,
+            },
+        )
+        formats = ImageFormats(
+            version.name,
+            {
+                "version": version.name,
+                "commit": version.commit,
+                "build_epoch": version.commit_time,
+                "build_time": build.build_time,
+                "raw_path": build.raw_path,
+                "raw_sha256": build.raw_sha256,
+                "seal_report": build.seal_report,
+                "upstream_source": upstream.source,
+                "upstream_sha256": upstream.sha256,
+                "formats": list(s.formats),
+                "out_dir": str(self.work_dir / version.name),
+                "image_name": s.image_name,
+                "code_dir": source.source_dir,
+            },
+        )
+        release = ImageRelease(
+            version.name,
+            {
+                "version": version.name,
+                "is_release": version.is_release,
+                "staging_dir": formats.staging_dir,
+                "manifest": formats.manifest,
+                "registry_dir": str(Path(s.registry_dir)),
+            },
+        )
+        entry: pulumi.Output[ImageEntry] = release.entry
+        published = pulumi.ResourceOptions(depends_on=[release])
+        if s.target == "aws":
+            from components.aws_image import AwsImage
+
+            ami = AwsImage(
+                version.name,
+                {
+                    "version": version.name,
+                    "is_release": version.is_release,
+                    "commit": version.commit,
+                    "upstream": upstream.sha256,
+                    "raw_path": entry.apply(lambda e: e["formats"]["raw"]["path"]),
+                    "raw_sha256": build.raw_sha256,
+                    "build_time": build.build_time,
+                    "image_name": s.image_name,
+                    "settings": s.aws,
+                },
+                published,
+            )
+            entry = pulumi.Output.all(entry, ami.amis).apply(lambda v: {**v[0], "aws": v[1]})
+        elif s.target == "azure":
+            from components.azure_image import AzureImage
+
+            gallery = AzureImage(
+                version.name,
+                {
+                    "version": version.name,
+                    "is_release": version.is_release,
+                    "commit": version.commit,
+                    "upstream": upstream.sha256,
+                    "vhd_path": entry.apply(lambda e: e["formats"]["vhd"]["path"]),
+                    "vhd_sha256": entry.apply(lambda e: e["formats"]["vhd"]["sha256"]),
+                    "build_time": build.build_time,
+                    "image_name": s.image_name,
+                    "tag_prefix": s.tag_prefix,
+                    "settings": s.azure,
+                    "release_candidate": version.is_release and is_release_candidate(version.name, s.tag_prefix),
+                },
+                published,
+            )
+            entry = pulumi.Output.all(entry, gallery.gallery_image_version_id).apply(
+                lambda v: {**v[0], "azure": {"gallery_image_version_id": v[1]}}
+            )
+        return entry
