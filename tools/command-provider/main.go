@@ -25,6 +25,7 @@ import (
 	"strings"
 	"sync"
 	"syscall"
+	"time"
 	"unicode/utf8"
 
 	"github.com/pulumi/pulumi/sdk/v3/go/common/diag"
@@ -46,6 +47,9 @@ var inputKeys = []resource.PropertyKey{
 	"triggers", "logging", "addPreviousOutputInEnv",
 }
 
+// killGrace is how long a stopped command has between SIGTERM and SIGKILL.
+var killGrace = 10 * time.Second
+
 // maxErrorOutput bounds the output a failed command's error carries.
 const maxErrorOutput = 4 << 20
 
@@ -55,8 +59,9 @@ type commandProvider struct {
 	pulumirpc.UnimplementedResourceProviderServer
 	host *provider.HostClient
 
-	mu      sync.Mutex
-	running map[*exec.Cmd]struct{}
+	// cancelled is closed by the Cancel RPC: running commands are stopped, no more start.
+	cancelled  chan struct{}
+	cancelOnce sync.Once
 }
 
 func main() {
@@ -71,7 +76,7 @@ func main() {
 
 // newCommandProvider returns the provider; host may be nil (no engine to log to).
 func newCommandProvider(host *provider.HostClient) *commandProvider {
-	return &commandProvider{host: host, running: map[*exec.Cmd]struct{}{}}
+	return &commandProvider{host: host, cancelled: make(chan struct{})}
 }
 
 func (p *commandProvider) GetPluginInfo(context.Context, *emptypb.Empty) (*pulumirpc.PluginInfo, error) {
@@ -94,15 +99,11 @@ func (p *commandProvider) Configure(context.Context, *pulumirpc.ConfigureRequest
 	return &pulumirpc.ConfigureResponse{AcceptSecrets: true, SupportsPreview: true}, nil
 }
 
+// Cancel is the engine asking the provider to stop (Ctrl-C, or the end of an operation
+// that failed). Every running command is stopped, as on a timeout: SIGTERM to its process
+// group, then SIGKILL after killGrace; a command asked for afterwards does not start.
 func (p *commandProvider) Cancel(context.Context, *emptypb.Empty) (*emptypb.Empty, error) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	for cmd := range p.running {
-		if cmd.Process != nil {
-			// The command runs in its own process group; signal all of it.
-			_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM)
-		}
-	}
+	p.cancelOnce.Do(func() { close(p.cancelled) })
 	return &emptypb.Empty{}, nil
 }
 
@@ -194,7 +195,7 @@ func (p *commandProvider) Create(ctx context.Context, req *pulumirpc.CreateReque
 	if req.GetPreview() {
 		return p.previewResponse(id, inputs)
 	}
-	outputs, err := p.runPhase(ctx, resource.URN(req.GetUrn()), inputs, "create", nil)
+	outputs, err := p.runPhase(ctx, resource.URN(req.GetUrn()), inputs, "create", nil, req.GetTimeout())
 	if err != nil {
 		return nil, err
 	}
@@ -239,7 +240,7 @@ func (p *commandProvider) Update(ctx context.Context, req *pulumirpc.UpdateReque
 	if v := unwrap(news["update"]); v.IsNull() || (v.IsString() && v.StringValue() == "") {
 		phase = "create"
 	}
-	outputs, err := p.runPhase(ctx, resource.URN(req.GetUrn()), news, phase, olds)
+	outputs, err := p.runPhase(ctx, resource.URN(req.GetUrn()), news, phase, olds, req.GetTimeout())
 	if err != nil {
 		return nil, err
 	}
@@ -255,7 +256,7 @@ func (p *commandProvider) Delete(ctx context.Context, req *pulumirpc.DeleteReque
 	if err != nil {
 		return nil, err
 	}
-	if _, err := p.runPhase(ctx, resource.URN(req.GetUrn()), olds, "delete", olds); err != nil {
+	if _, err := p.runPhase(ctx, resource.URN(req.GetUrn()), olds, "delete", olds, req.GetTimeout()); err != nil {
 		return nil, err
 	}
 	return &emptypb.Empty{}, nil
@@ -267,8 +268,9 @@ func (p *commandProvider) Read(_ context.Context, req *pulumirpc.ReadRequest) (*
 }
 
 // runPhase runs the create, update or delete command and returns the new outputs.
+// timeout is the resource's customTimeouts for the operation, in seconds (0: none).
 func (p *commandProvider) runPhase(ctx context.Context, urn resource.URN, inputs resource.PropertyMap,
-	phase string, previous resource.PropertyMap,
+	phase string, previous resource.PropertyMap, timeout float64,
 ) (resource.PropertyMap, error) {
 	in, problems := decodeInputs(inputs, false)
 	script, problem := in.commands[phase], false
@@ -292,9 +294,9 @@ func (p *commandProvider) runPhase(ctx context.Context, urn resource.URN, inputs
 	}
 	interpreter := in.interpreter
 	args := append(append([]string{}, interpreter[1:]...), script)
-	cmd := exec.CommandContext(ctx, interpreter[0], args...)
+	// The command leads its own process group, so that stopping it reaches its children.
+	cmd := exec.Command(interpreter[0], args...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM) }
 	cmd.Dir = in.dir
 	cmd.Env = append(os.Environ(), in.environment...)
 	if previous != nil && in.addPreviousOutputInEnv {
@@ -317,11 +319,33 @@ func (p *commandProvider) runPhase(ctx context.Context, urn resource.URN, inputs
 	if err != nil {
 		return nil, err
 	}
-	if err := cmd.Start(); err != nil {
-		return nil, fmt.Errorf("%s: starting %s: %w", urn.Name(), interpreter[0], err)
+	select {
+	case <-p.cancelled:
+		return nil, fmt.Errorf("%s command of %s was not run: the operation was cancelled", phase, urn.Name())
+	default:
 	}
-	p.track(cmd, true)
-	defer p.track(cmd, false)
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("%s command of %s: starting %s: %w", phase, urn.Name(), interpreter[0], err)
+	}
+	proc := &stopper{pgid: cmd.Process.Pid}
+	finished := make(chan struct{})
+	var limit <-chan time.Time
+	if timeout > 0 {
+		timer := time.NewTimer(time.Duration(timeout * float64(time.Second)))
+		defer timer.Stop()
+		limit = timer.C
+	}
+	go func() {
+		select {
+		case <-limit:
+			proc.stop(fmt.Sprintf("timed out after %v", time.Duration(timeout*float64(time.Second))))
+		case <-p.cancelled:
+			proc.stop("was cancelled")
+		case <-ctx.Done():
+			proc.stop(fmt.Sprintf("was cancelled (%v)", ctx.Err()))
+		case <-finished:
+		}
+	}()
 	var wg sync.WaitGroup
 	wg.Add(2)
 	status := p.startStatus(ctx, urn)
@@ -330,27 +354,70 @@ func (p *commandProvider) runPhase(ctx context.Context, urn resource.URN, inputs
 	wg.Wait()
 	status.close()
 	runErr := cmd.Wait()
-	outputs["stdout"] = resource.NewStringProperty(outputText(stdout.Bytes()))
-	outputs["stderr"] = resource.NewStringProperty(outputText(stderr.Bytes()))
+	close(finished)
+	stopped := proc.finish()
+	output := strings.TrimSuffix(combined.String(), "\n")
+	if stopped != "" {
+		return nil, fmt.Errorf("%s command of %s %s; its output:\n%s", phase, urn.Name(), stopped, output)
+	}
 	if runErr != nil {
 		var exitErr *exec.ExitError
 		if errors.As(runErr, &exitErr) {
 			return nil, fmt.Errorf("%s command of %s failed with exit code %d; its output:\n%s",
-				phase, urn.Name(), exitErr.ExitCode(), strings.TrimSuffix(combined.String(), "\n"))
+				phase, urn.Name(), exitErr.ExitCode(), output)
 		}
-		return nil, fmt.Errorf("%s command of %s: %w; its output:\n%s", phase, urn.Name(), runErr, strings.TrimSuffix(combined.String(), "\n"))
+		return nil, fmt.Errorf("%s command of %s: %w; its output:\n%s", phase, urn.Name(), runErr, output)
 	}
+	outputs["stdout"] = resource.NewStringProperty(outputText(stdout.Bytes()))
+	outputs["stderr"] = resource.NewStringProperty(outputText(stderr.Bytes()))
 	return outputs, nil
 }
 
-func (p *commandProvider) track(cmd *exec.Cmd, add bool) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if add {
-		p.running[cmd] = struct{}{}
-	} else {
-		delete(p.running, cmd)
+// stopper stops a running command's process group: SIGTERM, then SIGKILL after killGrace
+// if anything in the group still holds its output open or has not been reaped.
+type stopper struct {
+	pgid   int
+	mu     sync.Mutex
+	reason string      // why it was stopped; "" while it was not
+	kill   *time.Timer // the SIGKILL to come
+	killed bool
+	done   bool
+}
+
+func (s *stopper) stop(reason string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.done || s.reason != "" {
+		return
 	}
+	s.reason = reason
+	_ = syscall.Kill(-s.pgid, syscall.SIGTERM)
+	s.kill = time.AfterFunc(killGrace, func() {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		if !s.done {
+			s.killed = true
+			_ = syscall.Kill(-s.pgid, syscall.SIGKILL)
+		}
+	})
+}
+
+// finish is called once the command has been reaped: nothing more is signalled. It
+// says how the command was stopped, or "" when it was not.
+func (s *stopper) finish() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.done = true
+	if s.kill != nil {
+		s.kill.Stop()
+	}
+	switch {
+	case s.reason == "":
+		return ""
+	case s.killed:
+		return fmt.Sprintf("%s: sent SIGTERM, then SIGKILL %v later", s.reason, killGrace)
+	}
+	return s.reason + ": sent SIGTERM"
 }
 
 // maxLogLine bounds one line forwarded to the engine's log; the outputs keep all of it.

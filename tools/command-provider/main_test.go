@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -742,5 +743,151 @@ func TestSlowEngineDoesNotSlowTheCommand(t *testing.T) {
 	}
 	if text := logText(engine.messages()); !strings.Contains(text, "1000") {
 		t.Errorf("the last line was not shown")
+	}
+}
+
+// runAsync starts a Create and returns a channel with its error.
+func runAsync(t *testing.T, p *commandProvider, ctx context.Context, req *pulumirpc.CreateRequest) <-chan error {
+	t.Helper()
+	done := make(chan error, 1)
+	go func() {
+		_, err := p.Create(ctx, req)
+		done <- err
+	}()
+	return done
+}
+
+// killGroupOnCleanup makes sure a test leaves no process behind, whatever the provider did:
+// the command writes its process group id ($$ of the shell, its leader) to pidFile.
+func killGroupOnCleanup(t *testing.T, pidFile string) {
+	t.Cleanup(func() {
+		b, err := os.ReadFile(pidFile)
+		if err != nil {
+			return
+		}
+		var pid int
+		if _, err := fmt.Sscan(string(b), &pid); err == nil && pid > 1 {
+			_ = syscall.Kill(-pid, syscall.SIGKILL)
+		}
+	})
+}
+
+// alive tells whether a process runs: a zombie (killed, not yet reaped by whoever
+// inherited it) does not.
+func alive(pid int) bool {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return false
+	}
+	fields := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+1:]))
+	return len(fields) > 0 && fields[0] != "Z"
+}
+
+func waitErr(t *testing.T, done <-chan error, within time.Duration) error {
+	t.Helper()
+	select {
+	case err := <-done:
+		return err
+	case <-time.After(within):
+		t.Fatalf("the command was not stopped within %v", within)
+		return nil
+	}
+}
+
+// A shell that reports SIGTERM and exits, with a child that would outlive it.
+const trapsTERM = `echo $$ > pid; sleep 60 & echo $! > child; ` +
+	`trap 'echo got TERM; exit 7' TERM; touch started; while :; do sleep 0.05; done`
+
+func TestCancelSendsTERMToTheProcessGroup(t *testing.T) {
+	dir := t.TempDir()
+	killGroupOnCleanup(t, filepath.Join(dir, "pid"))
+	p := newCommandProvider(nil)
+	done := runAsync(t, p, context.Background(), &pulumirpc.CreateRequest{Urn: testURN, Properties: props(t,
+		map[string]any{"create": trapsTERM, "dir": dir})})
+	waitForFile(t, filepath.Join(dir, "started"))
+	if _, err := p.Cancel(context.Background(), &emptypb.Empty{}); err != nil {
+		t.Fatalf("Cancel: %v", err)
+	}
+	err := waitErr(t, done, 5*time.Second)
+	if err == nil || !strings.Contains(err.Error(), "cancelled") || !strings.Contains(err.Error(), "got TERM") {
+		t.Fatalf("error = %v, want one saying it was cancelled, with the trap's output", err)
+	}
+	var child int
+	_, _ = fmt.Sscan(readFile(t, filepath.Join(dir, "child")), &child)
+	time.Sleep(100 * time.Millisecond)
+	if child > 0 && alive(child) {
+		t.Errorf("the command's child %d outlived the cancel: TERM did not reach the process group", child)
+	}
+	// After a cancel the provider starts nothing more.
+	if _, err := create(t, p, map[string]any{"create": "touch " + filepath.Join(dir, "after")}); err == nil {
+		t.Error("a command ran after Cancel")
+	}
+	if _, err := os.Stat(filepath.Join(dir, "after")); err == nil {
+		t.Error("a command ran after Cancel")
+	}
+}
+
+func TestCancelKillsAfterTheGracePeriod(t *testing.T) {
+	defer func(g time.Duration) { killGrace = g }(killGrace)
+	killGrace = 300 * time.Millisecond
+	dir := t.TempDir()
+	killGroupOnCleanup(t, filepath.Join(dir, "pid"))
+	p := newCommandProvider(nil)
+	done := runAsync(t, p, context.Background(), &pulumirpc.CreateRequest{Urn: testURN, Properties: props(t,
+		map[string]any{
+			"create": `echo $$ > pid; trap 'echo ignoring TERM' TERM; touch started; while :; do sleep 0.05; done`,
+			"dir":    dir,
+		})})
+	waitForFile(t, filepath.Join(dir, "started"))
+	start := time.Now()
+	if _, err := p.Cancel(context.Background(), &emptypb.Empty{}); err != nil {
+		t.Fatalf("Cancel: %v", err)
+	}
+	err := waitErr(t, done, 5*time.Second)
+	if elapsed := time.Since(start); elapsed < killGrace {
+		t.Errorf("stopped after %v, before the %v grace period", elapsed, killGrace)
+	}
+	if err == nil || !strings.Contains(err.Error(), "SIGKILL") || !strings.Contains(err.Error(), "ignoring TERM") {
+		t.Fatalf("error = %v, want one saying it was killed, with the trap's output", err)
+	}
+}
+
+func TestTimeoutStopsTheCommand(t *testing.T) {
+	dir := t.TempDir()
+	killGroupOnCleanup(t, filepath.Join(dir, "pid"))
+	p := newCommandProvider(nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	start := time.Now()
+	done := runAsync(t, p, ctx, &pulumirpc.CreateRequest{Urn: testURN, Timeout: 0.5, Properties: props(t,
+		map[string]any{"create": trapsTERM, "dir": dir})})
+	err := waitErr(t, done, 15*time.Second)
+	if elapsed := time.Since(start); elapsed > 5*time.Second {
+		t.Errorf("a 0.5 s timeout stopped the command after %v", elapsed)
+	}
+	if err == nil || !strings.Contains(err.Error(), "timed out after 500ms") || !strings.Contains(err.Error(), "got TERM") {
+		t.Fatalf("error = %v, want one saying it timed out after 500ms, with the trap's output", err)
+	}
+}
+
+func TestTimeoutsOfUpdateAndDelete(t *testing.T) {
+	p := newCommandProvider(nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	olds := resource.NewPropertyMapFromMap(map[string]any{
+		"create": "true", "delete": "exec sleep 30", "stdout": "", "stderr": "",
+	})
+	oldProps, _ := plugin.MarshalProperties(olds, marshalOpts)
+	_, err := p.Update(ctx, &pulumirpc.UpdateRequest{Urn: testURN, Id: "id", Olds: oldProps, Timeout: 1,
+		News: props(t, map[string]any{"create": "true", "update": "exec sleep 30"})})
+	if err == nil || !strings.Contains(err.Error(), "update command of step timed out after 1s") {
+		t.Errorf("Update error = %v", err)
+	}
+	_, err = p.Delete(ctx, &pulumirpc.DeleteRequest{Urn: testURN, Id: "id", Properties: oldProps, Timeout: 1})
+	if err == nil || !strings.Contains(err.Error(), "delete command of step timed out after 1s") {
+		t.Errorf("Delete error = %v", err)
+	}
+	if _, err := create(t, p, map[string]any{"create": "sleep 0.1; echo in time"}); err != nil {
+		t.Errorf("no timeout: %v", err)
 	}
 }
