@@ -288,8 +288,13 @@ func (p *commandProvider) runPhase(ctx context.Context, urn resource.URN, inputs
 	}
 	outputs := inputs.Copy()
 	if script == "" {
-		outputs["stdout"] = resource.NewStringProperty("")
-		outputs["stderr"] = resource.NewStringProperty("")
+		// Nothing to run: an update keeps the previous outputs, as upstream does.
+		for _, key := range []resource.PropertyKey{"stdout", "stderr"} {
+			outputs[key] = resource.NewStringProperty("")
+			if v, ok := previous[key]; ok && !v.IsNull() {
+				outputs[key] = v
+			}
+		}
 		return outputs, nil
 	}
 	interpreter := in.interpreter
@@ -299,10 +304,14 @@ func (p *commandProvider) runPhase(ctx context.Context, urn resource.URN, inputs
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	cmd.Dir = in.dir
 	cmd.Env = append(os.Environ(), in.environment...)
-	if previous != nil && in.addPreviousOutputInEnv {
-		cmd.Env = append(cmd.Env,
-			"PULUMI_COMMAND_STDOUT="+plainString(previous["stdout"]),
-			"PULUMI_COMMAND_STDERR="+plainString(previous["stderr"]))
+	if in.addPreviousOutputInEnv {
+		// The previous outputs, each only when it is not empty, as upstream.
+		if prev := plainString(previous["stdout"]); prev != "" {
+			cmd.Env = append(cmd.Env, "PULUMI_COMMAND_STDOUT="+prev)
+		}
+		if prev := plainString(previous["stderr"]); prev != "" {
+			cmd.Env = append(cmd.Env, "PULUMI_COMMAND_STDERR="+prev)
+		}
 	}
 	if in.stdin != "" {
 		cmd.Stdin = strings.NewReader(in.stdin)

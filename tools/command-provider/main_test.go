@@ -891,3 +891,34 @@ func TestTimeoutsOfUpdateAndDelete(t *testing.T) {
 		t.Errorf("no timeout: %v", err)
 	}
 }
+
+func TestEmptyPreviousOutputIsNotInTheEnvironment(t *testing.T) {
+	// Upstream sets PULUMI_COMMAND_STDOUT/STDERR only when the previous output is not empty.
+	p := newCommandProvider(nil)
+	olds := mustCreate(t, p, map[string]any{"create": "echo only-stdout"})
+	outs, err := update(t, p, olds, map[string]any{
+		"update": `echo "[${PULUMI_COMMAND_STDOUT-unset}][${PULUMI_COMMAND_STDERR-unset}]"`,
+	})
+	if err != nil {
+		t.Fatalf("Update: %v", err)
+	}
+	if got := str(t, outs, "stdout"); got != "[only-stdout][unset]" {
+		t.Errorf("stdout = %q, want [only-stdout][unset]", got)
+	}
+}
+
+func TestUpdateWithoutCommandsKeepsThePreviousOutput(t *testing.T) {
+	// Upstream's Update with neither update nor create runs nothing and keeps the outputs.
+	p := newCommandProvider(nil)
+	olds := mustCreate(t, p, map[string]any{"create": "echo kept; echo kept-err >&2"})
+	outs, err := update(t, p, olds, map[string]any{"delete": "true"})
+	if err != nil {
+		t.Fatalf("Update: %v", err)
+	}
+	if str(t, outs, "stdout") != "kept" || str(t, outs, "stderr") != "kept-err" {
+		t.Errorf("outputs = %v, want the previous ones", outs)
+	}
+	if _, ok := outs["create"]; ok {
+		t.Errorf("the outputs carry the new inputs, not the old: %v", outs)
+	}
+}
