@@ -8,8 +8,9 @@
 // this program. It implements the subset of the local.Command contract that
 // this project relies on: create/update/delete commands, dir, environment,
 // interpreter, stdin, triggers, logging, stdout/stderr outputs, previews with
-// unknown outputs, and cancellation. Assets and archives are not supported and
-// are rejected at check time with a clear message.
+// unknown outputs, customTimeouts and cancellation. Inputs of the wrong type are
+// refused, naming the input. Assets and archives are not supported and are
+// rejected at check time with a clear message. main_test.go pins the behaviour.
 package main
 
 import (
@@ -99,8 +100,8 @@ func (p *commandProvider) Configure(context.Context, *pulumirpc.ConfigureRequest
 	return &pulumirpc.ConfigureResponse{AcceptSecrets: true, SupportsPreview: true}, nil
 }
 
-// Cancel is the engine asking the provider to stop (Ctrl-C, or the end of an operation
-// that failed). Every running command is stopped, as on a timeout: SIGTERM to its process
+// Cancel is the engine asking the provider to stop: on Ctrl-C, and before it closes the
+// plugin at the end of an operation. Every running command is stopped, as on a timeout: SIGTERM to its process
 // group, then SIGKILL after killGrace; a command asked for afterwards does not start.
 func (p *commandProvider) Cancel(context.Context, *emptypb.Empty) (*emptypb.Empty, error) {
 	p.cancelOnce.Do(func() { close(p.cancelled) })
