@@ -28,6 +28,7 @@ test: setup lint
 
 lint: setup
 	@$(ENV); ruff check . && ruff format --check .
+	@$(ENV); mypy  # files and options: pyproject.toml [tool.mypy]
 	@$(ENV); packer fmt -check -recursive packer
 	@$(ENV); tools/packer-validate.sh
 	@$(ENV); cd ansible && ansible-lint --profile production --strict

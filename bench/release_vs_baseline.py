@@ -26,6 +26,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 from bench.stages import machine
 from imagefactory import build, formats, host
@@ -62,13 +63,13 @@ class PeakDisk:
         self._thread.join()
 
 
-def timed(func, *args, **kwargs):  # type: ignore[no-untyped-def]
+def timed(func, *args, **kwargs):
     start = time.monotonic()
     value = func(*args, **kwargs)
     return value, round(time.monotonic() - start, 2)
 
 
-def ours(project: Path, env: dict[str, str]) -> dict[str, object]:
+def ours(project: Path, env: dict[str, str]) -> dict[str, Any]:
     with PeakDisk(project / ".state") as disk:
         _, total = timed(pulumi, project, "up", "--yes", "--skip-preview", "--stack", "local", env=env)
     outputs = json.loads(pulumi(project, "stack", "output", "--json", "--stack", "local", env=env).stdout)

@@ -29,7 +29,7 @@ from imagefactory import fstree, gpt, remaster
 from imagefactory.debugfs import Filesystem
 
 
-def seconds(func, *args):  # type: ignore[no-untyped-def]  # any callable
+def seconds(func, *args):
     start = time.monotonic()
     value = func(*args)
     return round(time.monotonic() - start, 2), value

@@ -42,7 +42,7 @@ def machine() -> dict[str, object]:
     }
 
 
-def timed(results: dict[str, float], name: str, func, *args, **kwargs):  # type: ignore[no-untyped-def]
+def timed(results: dict[str, float], name: str, func, *args, **kwargs):
     start = time.monotonic()
     value = func(*args, **kwargs)
     results[name] = round(time.monotonic() - start, 2)
@@ -70,9 +70,9 @@ def main() -> int:
             "stage0",
             cache,
         )
-        opts = build.options(version, up, ROOT, work / "work", cache)
-        built = timed(stages, "build", build.build, opts)
-        raw = Path(built["raw"])
+        request = build.request_for(version, up, ROOT, work / "work")
+        built = timed(stages, "build", build.build, request, "auto", 60, cache)
+        raw = Path(built.raw)
         findings = timed(stages, "seal_check", sealcheck.check_disk, raw, version.name)
         if findings:
             print(f"bench: the image is not sealed: {findings}", file=sys.stderr)

@@ -7,7 +7,7 @@ from typing import TypedDict
 import pulumi
 
 from components._command import python_step, step_result, step_script
-from imagefactory.steps import PublishRequest
+from imagefactory.steps import ImageEntry, PublishRequest
 
 
 class ImageReleaseArgs(TypedDict):
@@ -22,7 +22,7 @@ class ImageReleaseArgs(TypedDict):
 class ImageRelease(pulumi.ComponentResource):
     """Records the version in the on-disk registry and exposes its lookup-table entry."""
 
-    entry: pulumi.Output[dict]
+    entry: pulumi.Output[ImageEntry]
 
     def __init__(self, name: str, args: ImageReleaseArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("imagefactory:local:ImageRelease", name, None, opts)
@@ -42,5 +42,5 @@ class ImageRelease(pulumi.ComponentResource):
             else step_script('registry retire --registry "$REGISTRY" --version "$IMAGE_VERSION" --missing-ok'),
             opts=pulumi.ResourceOptions(parent=self, protect=released, retain_on_delete=released),
         )
-        self.entry = step_result(publish, dict)
+        self.entry = step_result(publish, ImageEntry)
         self.register_outputs({"entry": self.entry})

@@ -11,12 +11,12 @@ Upgrading is turn-and-burn: a new version means new machines, never an in-place 
 
 from __future__ import annotations
 
-from typing import Any, TypedDict
+from typing import TypedDict
 
 import pulumi
 
 from components._command import PROJECT_ROOT, python_step, step_result, step_script
-from imagefactory.steps import LaunchRequest
+from imagefactory.steps import ImageEntry, LaunchRequest
 
 
 class LaunchTemplateArgs(TypedDict, total=False):
@@ -24,7 +24,7 @@ class LaunchTemplateArgs(TypedDict, total=False):
     """local, aws or azure."""
     version: str
     """The image version to launch; must be in the image stack's `images` output."""
-    image: pulumi.Input[dict]
+    image: pulumi.Input[ImageEntry]
     """The `images[version]` entry read from the image stack through a StackReference."""
     state_dir: str
     """local: where VM overlays and their serial logs live."""
@@ -46,7 +46,7 @@ class LaunchTemplateArgs(TypedDict, total=False):
     """azure: SSH public key for the admin user (a public key, not a secret)."""
 
 
-def require_version(images: dict[str, Any], version: str) -> dict[str, Any]:
+def require_version(images: dict[str, ImageEntry], version: str) -> ImageEntry:
     """The entry of `version`, or an error that lists the versions the image stack has."""
     if version not in images:
         available = ", ".join(sorted(images)) or "none"
@@ -73,7 +73,7 @@ class LaunchTemplate(pulumi.ComponentResource):
             self.launch = self._azure(name, args, image)
         self.register_outputs({"launch": self.launch})
 
-    def _local(self, name: str, args: LaunchTemplateArgs, image: pulumi.Output[dict]) -> pulumi.Output[dict]:
+    def _local(self, name: str, args: LaunchTemplateArgs, image: pulumi.Output[ImageEntry]) -> pulumi.Output[dict]:
         qcow2 = image.apply(lambda i: i["formats"]["qcow2"])
         vm = python_step(
             f"{name}-vm",
@@ -95,12 +95,12 @@ class LaunchTemplate(pulumi.ComponentResource):
         )
         return step_result(vm, dict)
 
-    def _aws(self, name: str, args: LaunchTemplateArgs, image: pulumi.Output[dict]) -> pulumi.Output[dict]:
+    def _aws(self, name: str, args: LaunchTemplateArgs, image: pulumi.Output[ImageEntry]) -> pulumi.Output[dict]:
         import pulumi_aws as aws
 
         region = args.get("region", "us-east-1")
 
-        def ami_of(entry: dict) -> str:
+        def ami_of(entry: ImageEntry) -> str:
             amis = entry.get("aws", {})
             if region not in amis:
                 raise ValueError(f"image {args['version']} has no AMI in {region}; it has: {', '.join(amis) or 'none'}")
@@ -137,10 +137,10 @@ class LaunchTemplate(pulumi.ComponentResource):
             lambda v: {"launch_template_id": v[0], "auto_scaling_group": v[1], "ami": v[2], "version": args["version"]}
         )
 
-    def _azure(self, name: str, args: LaunchTemplateArgs, image: pulumi.Output[dict]) -> pulumi.Output[dict]:
+    def _azure(self, name: str, args: LaunchTemplateArgs, image: pulumi.Output[ImageEntry]) -> pulumi.Output[dict]:
         from pulumi_azure_native import compute
 
-        def gallery_version_of(entry: dict) -> str:
+        def gallery_version_of(entry: ImageEntry) -> str:
             version_id = entry.get("azure", {}).get("gallery_image_version_id")
             if not version_id:
                 raise ValueError(f"image {args['version']} has no Azure Compute Gallery version")

@@ -170,7 +170,7 @@ class Pipeline:
                 },
                 published,
             )
-            entry = pulumi.Output.all(entry, ami.amis).apply(lambda v: {**v[0], "aws": v[1]})
+            entry = pulumi.Output.all(entry, ami.amis).apply(lambda v: ImageEntry(**v[0], aws=v[1]))
         elif s.target == "azure":
             from components.azure_image import AzureImage
 
@@ -192,6 +192,6 @@ class Pipeline:
                 published,
             )
             entry = pulumi.Output.all(entry, gallery.gallery_image_version_id).apply(
-                lambda v: {**v[0], "azure": {"gallery_image_version_id": v[1]}}
+                lambda v: ImageEntry(**v[0], azure={"gallery_image_version_id": v[1]})
             )
         return entry

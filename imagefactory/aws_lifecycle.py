@@ -21,13 +21,13 @@ from imagefactory.errors import FactoryError
 from imagefactory.lookup import find_ami
 
 
-def client(region: str, endpoint_url: str | None):  # type: ignore[no-untyped-def]
+def client(region: str, endpoint_url: str | None):
     import boto3
 
     return boto3.client("ec2", region_name=region, endpoint_url=endpoint_url)
 
 
-def list_versions(ec2, owner: str) -> list[dict[str, Any]]:  # type: ignore[no-untyped-def]
+def list_versions(ec2, owner: str) -> list[dict[str, Any]]:
     """Every AMI of `owner` that carries an ImageVersion tag, oldest first."""
     images = ec2.describe_images(Owners=[owner], Filters=[{"Name": "tag-key", "Values": ["ImageVersion"]}])["Images"]
     rows = []
@@ -71,7 +71,7 @@ def copy(
     return result
 
 
-def deprecate(ec2, version: str, owner: str, at: str) -> str:  # type: ignore[no-untyped-def]
+def deprecate(ec2, version: str, owner: str, at: str) -> str:
     """Schedule the version's deprecation (EC2 hides deprecated AMIs from new launches by default)
     and record it in a DeprecateAt tag, which `list` shows."""
     image_id = find_ami(ec2, version, owner)
@@ -80,7 +80,7 @@ def deprecate(ec2, version: str, owner: str, at: str) -> str:  # type: ignore[no
     return image_id
 
 
-def deregister(ec2, version: str, owner: str) -> dict[str, Any]:  # type: ignore[no-untyped-def]
+def deregister(ec2, version: str, owner: str) -> dict[str, Any]:
     """Deregister the version's AMI, then delete the snapshots it was made of."""
     image_id = find_ami(ec2, version, owner)
     image = ec2.describe_images(ImageIds=[image_id])["Images"][0]

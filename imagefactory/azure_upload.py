@@ -65,7 +65,7 @@ def _zeros(digest: Any, count: int) -> None:
         count -= CHUNK
 
 
-def upload(vhd: Path, sha256: str, blob: Any) -> dict[str, object]:
+def upload(vhd: Path, sha256: str, blob: Any) -> AzureUploadResult:
     size = vhd.stat().st_size
     if size % PAGE:
         raise FactoryError(f"{vhd.name} is {size} bytes; a page blob needs a multiple of 512")

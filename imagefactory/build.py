@@ -33,8 +33,8 @@ from imagefactory.checksums import file_digest
 from imagefactory.errors import FactoryError, last_json, run_step
 from imagefactory.locks import alive
 from imagefactory.remaster import remaster
-from imagefactory.steps import BuildRequest, BuildResult
-from imagefactory.versions import iso_time, validate_version_name
+from imagefactory.steps import BuildRequest, BuildResult, UpstreamResult
+from imagefactory.versions import Version, iso_time, validate_version_name
 
 BUILD_USER = "imagebuild"
 
@@ -101,7 +101,7 @@ def run_packer(
                 proc.wait()
             raise
         code = proc.wait()
-    run_packer.tail = list(tail)  # type: ignore[attr-defined]
+    run_packer.tail = list(tail)  # type: ignore[attr-defined]  # the last lines, kept on the function for the caller's error
     return code
 
 
@@ -234,19 +234,12 @@ def remove_previous(stdout: str) -> None:
             raw.parent.parent.rmdir()  # the version's folder, once nothing else is in it
 
 
-def options(
-    version,
-    upstream,
-    source_dir: Path,
-    work_dir: Path,
-    cache: Path,  # type: ignore[no-untyped-def]
-    accelerator: str = "auto",
-    disk_size_mib: int = 3072,
-    timeout_minutes: int = 60,
-) -> argparse.Namespace:
-    """Build options for a resolved version and upstream (used by the benchmarks and the
+def request_for(
+    version: Version, upstream: UpstreamResult, source_dir: Path, work_dir: Path, disk_size_mib: int = 3072
+) -> BuildRequest:
+    """The build request for a resolved version and upstream (used by the benchmarks and the
     reproducibility check, which run builds outside Pulumi)."""
-    return argparse.Namespace(
+    return BuildRequest(
         version=version.name,
         commit=version.commit,
         build_epoch=version.commit_time,
@@ -255,10 +248,7 @@ def options(
         upstream_sha256=upstream.sha256,
         upstream_source=upstream.source,
         work_dir=work_dir,
-        cache=cache,
-        accelerator=accelerator,
         disk_size_mib=disk_size_mib,
-        timeout_minutes=timeout_minutes,
     )
 
 

@@ -17,7 +17,7 @@ from pathlib import Path
 from imagefactory.errors import FactoryError
 
 
-def find_ami(client, version: str, owner: str) -> str:  # type: ignore[no-untyped-def]
+def find_ami(client, version: str, owner: str) -> str:
     """The one AMI of `owner` tagged ImageVersion=`version`; refuse none or several."""
     response = client.describe_images(Owners=[owner], Filters=[{"Name": "tag:ImageVersion", "Values": [version]}])
     images = response.get("Images", [])
@@ -29,7 +29,7 @@ def find_ami(client, version: str, owner: str) -> str:  # type: ignore[no-untype
     return images[0]["ImageId"]
 
 
-def aws_client(region: str, endpoint_url: str | None):  # type: ignore[no-untyped-def]
+def aws_client(region: str, endpoint_url: str | None):
     import boto3
 
     return boto3.client("ec2", region_name=region, endpoint_url=endpoint_url)
@@ -51,9 +51,9 @@ def main(argv: list[str] | None = None) -> int:
                 raise FactoryError("--owner is required for aws: an AMI is only trusted from a pinned owner")
             print(find_ami(aws_client(args.region, args.endpoint_url), args.version, args.owner))
         else:
-            from imagefactory.registry import lookup
+            from imagefactory.registry import lookup_file
 
-            print(lookup(args.registry, args.version, args.format)["path"])
+            print(lookup_file(args.registry, args.version, args.format)["path"])
     except FactoryError as exc:
         print(f"lookup: {exc}", file=sys.stderr)
         return 1

@@ -37,7 +37,7 @@ from imagefactory import host
 from imagefactory.checksums import file_digest, parse_sums
 from imagefactory.errors import FactoryError
 from imagefactory.files import fsync, write_atomic
-from imagefactory.steps import PublishRequest
+from imagefactory.steps import FileEntry, ImageEntry, PublishRequest
 from imagefactory.versions import DEV_VERSION
 
 
@@ -163,7 +163,7 @@ def content_key(manifest: dict) -> dict:
     }
 
 
-def entry(registry: Path, manifest: dict) -> dict:
+def entry(registry: Path, manifest: dict) -> ImageEntry:
     """The lookup-table entry for one version: what the `images` stack output carries. Its paths
     are relative to the project root when the registry lies inside it (see absolute_entry)."""
     folder = registry / manifest["version"]
@@ -180,16 +180,20 @@ def entry(registry: Path, manifest: dict) -> dict:
     }
 
 
-def absolute_entry(found: dict, root: Path) -> dict:
+def absolute_entry(found: ImageEntry, root: Path) -> ImageEntry:
     """An entry with absolute paths, for readers outside the project (stack outputs, the CLI)."""
     if "dir" not in found:
         return found  # a native cloud build's entry has no files
-    absolute = dict(found, dir=str(root / found["dir"]))
-    absolute["formats"] = {fmt: dict(item, path=str(root / item["path"])) for fmt, item in found["formats"].items()}
+    absolute = ImageEntry(**found)
+    absolute["dir"] = str(root / found["dir"])
+    absolute["formats"] = {
+        fmt: FileEntry(path=str(root / item["path"]), sha256=item["sha256"], bytes=item["bytes"])
+        for fmt, item in found["formats"].items()
+    }
     return absolute
 
 
-def publish(registry: Path, staging: Path, version: str) -> dict:
+def publish(registry: Path, staging: Path, version: str) -> ImageEntry:
     manifest = verify_folder(staging)
     if manifest["version"] != version:
         raise FactoryError(f"{staging} holds {manifest['version']}, not {version}")
@@ -330,7 +334,7 @@ def check_release_settings(registry: Path, version: str, configured: dict[str, o
             )
 
 
-def lookup(registry: Path, version: str, fmt: str | None = None) -> dict:
+def _lookup(registry: Path, version: str, fmt: str | None) -> ImageEntry:
     index = read_index(registry)
     if version not in index["versions"]:
         available = ", ".join(sorted(index["versions"])) or "none"
@@ -349,11 +353,17 @@ def lookup(registry: Path, version: str, fmt: str | None = None) -> dict:
             f"registry: warning: {version} is deprecated since {index['versions'][version]['deprecated']}",
             file=sys.stderr,
         )
-    if fmt is None:
-        return found
-    if fmt not in found["formats"]:
-        raise FactoryError(f"{version} has no {fmt} image; it has: {', '.join(found['formats'])}")
-    return found["formats"][fmt]
+    return found
+
+
+def lookup_entry(registry: Path, version: str) -> ImageEntry:
+    """The published, verified entry of `version` (every file checked against its digest)."""
+    return _lookup(registry, version, None)
+
+
+def lookup_file(registry: Path, version: str, fmt: str) -> FileEntry:
+    """One published file of `version`, verified; the error lists the formats it has."""
+    return _lookup(registry, version, fmt)["formats"][fmt]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -384,11 +394,10 @@ def main(argv: list[str] | None = None) -> int:
             retire(args.registry, args.version, args.missing_ok)
             print(f"registry: retired {args.version}", file=sys.stderr)
         elif args.command == "lookup":
-            found = lookup(args.registry, args.version, args.format)
             if args.format:
-                print(Path(found["path"]).absolute())
+                print(Path(lookup_file(args.registry, args.version, args.format)["path"]).absolute())
             else:
-                print(json.dumps(absolute_entry(found, Path.cwd()), indent=2))
+                print(json.dumps(absolute_entry(lookup_entry(args.registry, args.version), Path.cwd()), indent=2))
         elif args.command == "verify":
             for version in verify(args.registry, args.version or None):
                 print(f"{version}: every file matches SHA256SUMS and the manifest")

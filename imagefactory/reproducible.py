@@ -21,6 +21,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 from imagefactory import build, files, formats, fstree, gpt, host, upstream, versions
 from imagefactory.debugfs import Filesystem
@@ -95,7 +96,7 @@ def compare_manifests(a: dict[str, dict], b: dict[str, dict]) -> list[dict[str, 
     return diffs
 
 
-def compare(run_a: dict, run_b: dict, work: Path) -> dict[str, object]:
+def compare(run_a: dict, run_b: dict, work: Path) -> dict[str, Any]:
     """Compare two builds layer by layer; each run is {"raw": path, "formats": {fmt: entry}, "dir": path}."""
     layers: list[dict[str, object]] = []
     raw_a, raw_b = Path(run_a["raw"]), Path(run_b["raw"])
@@ -177,13 +178,12 @@ def build_once(
     label: str, base: Path, version: versions.Version, up: upstream.Upstream, cache: Path, source: Path
 ) -> dict[str, object]:
     start = time.monotonic()
-    opts = build.options(version, up, source, base / label, cache)
-    built = build.build(opts)
+    built = build.build(build.request_for(version, up, source, base / label), "auto", 60, cache)
     out = base / label / "formats"
     produced = formats.produce(
-        Path(built["raw"]), out, "debian-12", version.name, ["raw", "qcow2", "vhd", "vmdk", "ova"], version.commit_time
+        Path(built.raw), out, "debian-12", version.name, ["raw", "qcow2", "vhd", "vmdk", "ova"], version.commit_time
     )
-    return {"raw": built["raw"], "formats": produced, "dir": str(out), "seconds": round(time.monotonic() - start, 1)}
+    return {"raw": built.raw, "formats": produced, "dir": str(out), "seconds": round(time.monotonic() - start, 1)}
 
 
 def main(argv: list[str] | None = None) -> int:

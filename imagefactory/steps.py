@@ -190,9 +190,9 @@ def parse_result(result: type[T], stdout: str) -> T:
         value = None
     if not isinstance(value, dict):
         raise FactoryError(f"the step printed no {result.__name__} as its last line: {stdout[-200:]!r}")
-    if result is dict:
-        return value  # type: ignore[return-value]  # T is dict here
-    return result.from_json(value)  # type: ignore[attr-defined]  # otherwise T is a Result
+    if not issubclass(result, Result):
+        return value  # type: ignore[return-value]  # a mapping contract (dict, or a TypedDict such as ImageEntry)
+    return result.from_json(value)  # from_json builds the T it is called on
 
 
 # --- upstream ------------------------------------------------------------------------------------

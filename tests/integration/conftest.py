@@ -24,7 +24,7 @@ class Project:
     env: dict[str, str]
     stack: str = "local"
 
-    def pulumi(self, *args: str, check: bool = True):  # type: ignore[no-untyped-def]
+    def pulumi(self, *args: str, check: bool = True):  # type: ignore[no-untyped-def]  # a test helper; its callers pass whatever the mocked API takes
         return pulumi(self.path, *args, "--stack", self.stack, env=self.env, check=check)
 
     def config(self, key: str, value: str) -> None:

@@ -117,7 +117,7 @@ def release(folder: Path, version: str, mib: int) -> tuple[AwsImportPlan, Path]:
     return aws_import.plan(settings, version, "debian-12", "c" * 40, "u" * 64, digest, "2025-01-01T00:00:00Z"), raw
 
 
-def snapshot_from_volume(moto: Moto, raw: Path):  # type: ignore[no-untyped-def]
+def snapshot_from_volume(moto: Moto, raw: Path):  # type: ignore[no-untyped-def]  # a test helper; its callers pass whatever the mocked API takes
     """moto 5.2.5 has no ImportSnapshot: a snapshot of a new volume of the RAW's size stands in for
     the import of the uploaded object (which must exist, as the import needs it)."""
 

@@ -96,7 +96,7 @@ def crashing_after(blob, pages: int):  # type: ignore[no-untyped-def]  # wraps a
     real = blob.upload_page
     count = {"n": 0}
 
-    def upload_page(*args, **kwargs):  # type: ignore[no-untyped-def]
+    def upload_page(*args, **kwargs):  # type: ignore[no-untyped-def]  # a test helper; its callers pass whatever the mocked API takes
         count["n"] += 1
         if count["n"] > pages:
             raise Crash("killed half-way")

@@ -231,7 +231,7 @@ def expected_inputs(p: aws_import.AwsImportPlan) -> dict[str, dict[str, Any]]:
     return expected
 
 
-def component(raw_path: str = "/registry/x.raw"):  # type: ignore[no-untyped-def]
+def component(raw_path: str = "/registry/x.raw"):  # type: ignore[no-untyped-def]  # a test helper; its callers pass whatever the mocked API takes
     from components.aws_image import AwsImage
 
     return AwsImage(
@@ -273,7 +273,7 @@ def test_the_component_registers_exactly_the_plans_parameters(mocked: None):
 # ---- the steps moto lacks, and the guards, with botocore's Stubber (which validates each request) ----
 
 
-def stubbed(service: str):  # type: ignore[no-untyped-def]
+def stubbed(service: str):  # type: ignore[no-untyped-def]  # a test helper; its callers pass whatever the mocked API takes
     return boto3.client(service, region_name="eu-west-1", aws_access_key_id="x", aws_secret_access_key="x")
 
 

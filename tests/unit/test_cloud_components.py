@@ -16,7 +16,7 @@ RESOURCES: dict[str, dict[str, Any]] = {}
 _register = pulumi_mocks.MockMonitor.RegisterResource
 
 
-def _capture(self, request):  # type: ignore[no-untyped-def]
+def _capture(self, request):  # type: ignore[no-untyped-def]  # a test helper; its callers pass whatever the mocked API takes
     RESOURCES.setdefault(request.name, {}).update(
         {"type": request.type, "protect": request.protect, "retain_on_delete": request.retainOnDelete}
     )
@@ -71,7 +71,7 @@ AZURE = azure_settings(
 )
 
 
-def aws_image(version: str = "release-0.1.0", released: bool = True):  # type: ignore[no-untyped-def]
+def aws_image(version: str = "release-0.1.0", released: bool = True):  # type: ignore[no-untyped-def]  # a test helper; its callers pass whatever the mocked API takes
     from components.aws_image import AwsImage
 
     return AwsImage(

@@ -20,7 +20,7 @@ REGISTERED: dict[str, dict[str, Any]] = {}
 _original_register = pulumi_mocks.MockMonitor.RegisterResource
 
 
-def _capturing_register(self, request):  # type: ignore[no-untyped-def]
+def _capturing_register(self, request):  # type: ignore[no-untyped-def]  # a test helper; its callers pass whatever the mocked API takes
     REGISTERED[request.name] = {
         "type": request.type,
         "protect": request.protect,

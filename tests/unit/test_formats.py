@@ -60,8 +60,8 @@ def test_the_ova_is_ustar_with_descriptor_manifest_then_disk(disk_factory: Facto
         names = [m.name for m in members]
         assert names == ["debian-12-release-0.1.0.ovf", "debian-12-release-0.1.0.mf", "debian-12-release-0.1.0.vmdk"]
         assert all(m.mtime == 1700000000 and m.uid == 0 for m in members)
-        manifest = tar.extractfile(names[1]).read().decode()  # type: ignore[union-attr]
-        vmdk = tar.extractfile(names[2]).read()  # type: ignore[union-attr]
+        manifest = tar.extractfile(names[1]).read().decode()  # type: ignore[union-attr]  # both members are regular files, so extractfile is never None
+        vmdk = tar.extractfile(names[2]).read()  # type: ignore[union-attr]  # both members are regular files, so extractfile is never None
     import hashlib
 
     assert f"SHA256(debian-12-release-0.1.0.vmdk)= {hashlib.sha256(vmdk).hexdigest()}" in manifest

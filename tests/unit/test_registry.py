@@ -36,7 +36,7 @@ def test_publish_adds_the_version_and_lookup_finds_its_file(tmp_path: Path) -> N
     reg = tmp_path / "reg"
     entry = registry.publish(reg, staging(tmp_path, "release-0.1.0"), "release-0.1.0")
     assert entry["formats"]["qcow2"]["path"] == str((reg / "release-0.1.0" / "img-release-0.1.0.qcow2").resolve())
-    assert registry.lookup(reg, "release-0.1.0", "qcow2")["sha256"] == entry["formats"]["qcow2"]["sha256"]
+    assert registry.lookup_file(reg, "release-0.1.0", "qcow2")["sha256"] == entry["formats"]["qcow2"]["sha256"]
     assert list(registry.read_index(reg)["versions"]) == ["release-0.1.0"]
 
 
@@ -83,9 +83,9 @@ def test_lookup_of_an_unknown_version_lists_the_published_ones(tmp_path: Path) -
     reg = tmp_path / "reg"
     registry.publish(reg, staging(tmp_path, "release-0.1.0"), "release-0.1.0")
     with pytest.raises(FactoryError, match=r"published versions: release-0\.1\.0"):
-        registry.lookup(reg, "release-9.9.9")
+        registry.lookup_entry(reg, "release-9.9.9")
     with pytest.raises(FactoryError, match="has no vhd image; it has: qcow2"):
-        registry.lookup(reg, "release-0.1.0", "vhd")
+        registry.lookup_file(reg, "release-0.1.0", "vhd")
 
 
 def test_a_release_is_deprecated_before_it_can_be_retired(tmp_path: Path) -> None:
@@ -95,7 +95,9 @@ def test_a_release_is_deprecated_before_it_can_be_retired(tmp_path: Path) -> Non
         registry.retire(reg, "release-0.1.0")
     assert (reg / "release-0.1.0").is_dir()
     registry.deprecate(reg, "release-0.1.0", "2026-01-01T00:00:00Z")
-    assert registry.lookup(reg, "release-0.1.0")["version"] == "release-0.1.0", "still launchable while deprecated"
+    assert registry.lookup_entry(reg, "release-0.1.0")["version"] == "release-0.1.0", (
+        "still launchable while deprecated"
+    )
 
 
 def test_retire_removes_the_version_and_its_files(tmp_path: Path) -> None:
@@ -149,7 +151,7 @@ def test_published_files_are_read_only(tmp_path: Path) -> None:
 def test_lookup_and_verify_name_a_tampered_or_missing_file(tmp_path: Path, damage, message: str) -> None:  # type: ignore[no-untyped-def]  # a lambda per case
     reg, image = published(tmp_path)
     damage(reg, image)
-    for check in (lambda: registry.lookup(reg, "release-0.1.0", "qcow2"), lambda: registry.verify(reg)):
+    for check in (lambda: registry.lookup_file(reg, "release-0.1.0", "qcow2"), lambda: registry.verify(reg)):
         with pytest.raises(FactoryError, match=message) as caught:
             check()
         assert "\n" not in str(caught.value), "one line"
