@@ -28,13 +28,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.stages import machine
+from bench.stages import RESULTS, machine, report
 from imagefactory import build, formats, host
 from imagefactory.upstream import UNREACHABLE_SUMS, UNREACHABLE_URL, resolve_with_fallback
 from tests.helpers import copy_project, init_git, pulumi, pulumi_env
 
 ROOT = Path(__file__).resolve().parent.parent
-RESULTS = ROOT / "bench" / "results"
 
 
 class PeakDisk:
@@ -223,11 +222,7 @@ def main() -> int:
         "note": "ours also verifies the upstream, re-masters the filesystem, checks the seal, makes an OVA, "
         "checks every file with qemu-img and publishes; the baseline does none of that",
     }
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    target = RESULTS / "release_vs_baseline.json"
-    formats.write_atomic(target, json.dumps(result, indent=2) + "\n")
-    print(json.dumps(result, indent=2))
-    return 0
+    return report(RESULTS / "release_vs_baseline.json", result)
 
 
 if __name__ == "__main__":

@@ -16,7 +16,6 @@ taking out what changed: (new total) - (extract - rdump) - (gate).
 from __future__ import annotations
 
 import argparse
-import json
 import shutil
 import subprocess
 import sys
@@ -25,6 +24,7 @@ import time
 from pathlib import Path
 
 from bench.stages import RESULTS, machine
+from bench.stages import report as write_report
 from imagefactory import fstree, gpt, remaster
 from imagefactory.debugfs import Filesystem
 
@@ -76,10 +76,7 @@ def main(argv: list[str] | None = None) -> int:
         "gate_seconds": gate_s,
         "remaster_seconds": {"after": total_s, "before_derived": former},
     }
-    args.report.parent.mkdir(parents=True, exist_ok=True)
-    args.report.write_text(json.dumps(result, indent=2) + "\n")
-    print(json.dumps(result, indent=2))
-    return 0
+    return write_report(args.report, result)
 
 
 if __name__ == "__main__":

@@ -20,11 +20,19 @@ import tempfile
 import time
 from pathlib import Path
 
-from imagefactory import build, formats, host, sealcheck, upstream, versions
+from imagefactory import build, files, formats, host, sealcheck, upstream, versions
 from imagefactory.checksums import file_digest
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
+
+
+def report(target: Path, result: dict) -> int:
+    """Write one benchmark's results (atomically) and show them; every benchmark ends here."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    files.write_atomic(target, json.dumps(result, indent=2) + "\n")
+    print(json.dumps(result, indent=2))
+    return 0
 
 
 def machine() -> dict[str, object]:
@@ -120,11 +128,7 @@ def main() -> int:
         "stages_seconds": stages,
         "sizes_bytes": {"raw_allocated": allocated, **sizes},
     }
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    target = RESULTS / "stages.json"
-    formats.write_atomic(target, json.dumps(result, indent=2) + "\n")
-    print(json.dumps(result, indent=2))
-    return 0
+    return report(RESULTS / "stages.json", result)
 
 
 if __name__ == "__main__":

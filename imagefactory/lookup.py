@@ -14,7 +14,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from imagefactory.errors import FactoryError
+from imagefactory.errors import FactoryError, run_step
 
 
 def find_ami(client, version: str, owner: str) -> str:
@@ -45,19 +45,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--owner", help="AWS account that owns the AMI (required for aws: never trust any owner)")
     parser.add_argument("--endpoint-url", help="an EC2 endpoint other than AWS's, e.g. a local emulator")
     args = parser.parse_args(argv)
-    try:
-        if args.target == "aws":
-            if not args.owner:
-                raise FactoryError("--owner is required for aws: an AMI is only trusted from a pinned owner")
-            print(find_ami(aws_client(args.region, args.endpoint_url), args.version, args.owner))
-        else:
-            from imagefactory.registry import lookup_file
+    return run_step("lookup", lambda: print(find(args)))
 
-            print(lookup_file(args.registry, args.version, args.format)["path"])
-    except FactoryError as exc:
-        print(f"lookup: {exc}", file=sys.stderr)
-        return 1
-    return 0
+
+def find(args: argparse.Namespace) -> str:
+    if args.target == "aws":
+        if not args.owner:
+            raise FactoryError("--owner is required for aws: an AMI is only trusted from a pinned owner")
+        return find_ami(aws_client(args.region, args.endpoint_url), args.version, args.owner)
+    from imagefactory.registry import lookup_file
+
+    return lookup_file(args.registry, args.version, args.format)["path"]
 
 
 if __name__ == "__main__":

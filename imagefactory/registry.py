@@ -35,7 +35,7 @@ from pathlib import Path
 
 from imagefactory import host
 from imagefactory.checksums import file_digest, parse_sums
-from imagefactory.errors import FactoryError
+from imagefactory.errors import FactoryError, run_step
 from imagefactory.files import fsync, write_atomic
 from imagefactory.steps import FileEntry, ImageEntry, PublishRequest
 from imagefactory.versions import DEV_VERSION
@@ -382,31 +382,31 @@ def main(argv: list[str] | None = None) -> int:
     )
     sub.choices["lookup"].add_argument("--format")
     args = parser.parse_args(argv)
-    try:
-        if args.command == "publish":
-            print(json.dumps(publish(args.registry, args.staging, args.version)))
-        elif args.command == "deprecate":
-            import datetime as dt
+    if args.command == "publish":  # the pipeline step: its ImageEntry is the last stdout line
+        return run_step("registry", lambda: publish(args.registry, args.staging, args.version))
+    return run_step("registry", lambda: command(args))
 
-            deprecate(args.registry, args.version, dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"))
-            print(f"registry: {args.version} is deprecated", file=sys.stderr)
-        elif args.command == "retire":
-            retire(args.registry, args.version, args.missing_ok)
-            print(f"registry: retired {args.version}", file=sys.stderr)
-        elif args.command == "lookup":
-            if args.format:
-                print(Path(lookup_file(args.registry, args.version, args.format)["path"]).absolute())
-            else:
-                print(json.dumps(absolute_entry(lookup_entry(args.registry, args.version), Path.cwd()), indent=2))
-        elif args.command == "verify":
-            for version in verify(args.registry, args.version or None):
-                print(f"{version}: every file matches SHA256SUMS and the manifest")
+
+def command(args: argparse.Namespace) -> None:
+    """The registry's commands for people (make lookup/verify/deprecate/retire)."""
+    if args.command == "deprecate":
+        import datetime as dt
+
+        deprecate(args.registry, args.version, dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"))
+        print(f"registry: {args.version} is deprecated", file=sys.stderr)
+    elif args.command == "retire":
+        retire(args.registry, args.version, args.missing_ok)
+        print(f"registry: retired {args.version}", file=sys.stderr)
+    elif args.command == "lookup":
+        if args.format:
+            print(Path(lookup_file(args.registry, args.version, args.format)["path"]).absolute())
         else:
-            print("\n".join(sorted(read_index(args.registry)["versions"])))
-    except FactoryError as exc:
-        print(f"registry: {exc}", file=sys.stderr)
-        return 1
-    return 0
+            print(json.dumps(absolute_entry(lookup_entry(args.registry, args.version), Path.cwd()), indent=2))
+    elif args.command == "verify":
+        for version in verify(args.registry, args.version or None):
+            print(f"{version}: every file matches SHA256SUMS and the manifest")
+    else:
+        print("\n".join(sorted(read_index(args.registry)["versions"])))
 
 
 if __name__ == "__main__":

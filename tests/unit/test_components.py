@@ -13,6 +13,7 @@ import pulumi
 import pytest
 from pulumi.runtime import mocks as pulumi_mocks
 
+from imagefactory.settings import validate
 from imagefactory.versions import Version
 from tests.helpers import fake_step_result
 
@@ -57,61 +58,20 @@ DEV = Version("dev-0123456789ab", "b" * 40, False, 1735689600)
 
 
 def build_pipeline(version: Version) -> dict[str, pulumi.Output]:
-    from components.image_build import ImageBuild
-    from components.image_formats import ImageFormats
-    from components.image_release import ImageRelease
-    from components.release_version import ReleaseVersion
-    from components.upstream_image import UpstreamImage
+    """The program's own wiring (components.release.Pipeline) for one version of a local stack."""
+    from components.release import Pipeline
 
-    upstream = UpstreamImage(
-        "upstream",
-        {"url": "/nope.qcow2", "checksum": "sha256:" + "0" * 64, "fallback": "stage0"},
-    )
-    source = ReleaseVersion(version.name, {"version": version, "sources_dir": "/srv/factory/sources"})
-    build = ImageBuild(
-        version.name,
+    settings = validate(
         {
-            "version": version.name,
-            "commit": version.commit,
-            "build_epoch": version.commit_time,
-            "source_dir": source.source_dir,
-            "source_digest": "" if version.is_release else "d" * 64,
-            "upstream_path": upstream.path,
-            "upstream_sha256": upstream.sha256,
-            "upstream_source": upstream.source,
-            "work_dir": ".state/work",
-            "disk_size_mib": 3072,
-        },
-    )
-    formats = ImageFormats(
-        version.name,
-        {
-            "version": version.name,
-            "commit": version.commit,
-            "build_epoch": version.commit_time,
-            "build_time": build.build_time,
-            "raw_path": build.raw_path,
-            "raw_sha256": build.raw_sha256,
-            "seal_report": build.seal_report,
-            "upstream_source": upstream.source,
-            "upstream_sha256": upstream.sha256,
+            "upstreamUrl": "/nope.qcow2",
+            "upstreamChecksum": "sha256:" + "0" * 64,
             "formats": ["raw", "qcow2"],
-            "out_dir": f"/srv/factory/{version.name}",
-            "image_name": "debian-12",
-            "code_dir": source.source_dir,
-        },
+            "workDir": "/srv/factory",
+            "registryDir": "/registry",
+        }
     )
-    release = ImageRelease(
-        version.name,
-        {
-            "version": version.name,
-            "is_release": version.is_release,
-            "staging_dir": formats.staging_dir,
-            "manifest": formats.manifest,
-            "registry_dir": "/registry",
-        },
-    )
-    return {"entry": release.entry, "source_dir": source.source_dir, "raw": build.raw_path}
+    pipeline = Pipeline(settings, working_tree_digest="d" * 64)
+    return {"entry": pipeline.release([version], pipeline.upstream())[version.name]}
 
 
 @pulumi.runtime.test
@@ -124,14 +84,13 @@ def test_a_release_build_never_runs_from_the_working_tree():
         exported = source["environment"]["DEST"]
         packer = REGISTERED["release-0.1.0-packer"]["inputs"]
         assert packer["environment"]["SOURCE_DIR"] == exported, "release-0.1.0-packer builds from the exported tag tree"
-        assert values[0] == exported
         for step in ("packer", "seal-check", "convert"):
             inputs = REGISTERED[f"release-0.1.0-{step}"]["inputs"]
             assert inputs["environment"]["PYTHONPATH"] == exported, (
                 f"release-0.1.0-{step} runs the tag's imagefactory code, not the checkout's"
             )
 
-    return pulumi.Output.all(outputs["source_dir"], outputs["entry"]).apply(check)
+    return outputs["entry"].apply(check)
 
 
 @pulumi.runtime.test
