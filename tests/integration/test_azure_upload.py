@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import socket
 import subprocess
 import time
@@ -46,6 +47,7 @@ def azurite(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
+        start_new_session=True,  # its own process group: node and whatever it starts stop together
     )
     deadline = time.monotonic() + 60
     while True:
@@ -62,8 +64,13 @@ def azurite(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
     BlobServiceClient.from_connection_string(connection).create_container("imagefactory")
     yield connection
-    server.terminate()
-    server.wait(timeout=20)
+    # Azurite may keep serving an idle keep-alive connection after SIGTERM: ask, then insist.
+    os.killpg(server.pid, signal.SIGTERM)
+    try:
+        server.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        os.killpg(server.pid, signal.SIGKILL)
+        server.wait(timeout=10)
 
 
 def vhd(folder: Path, name: str, seed: bytes) -> Path:
