@@ -15,6 +15,7 @@ import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from imagefactory import hardening
 from imagefactory.debugfs import Filesystem
 from imagefactory.errors import FactoryError
 from imagefactory.files import write_atomic
@@ -110,6 +111,7 @@ def check_filesystem(fs: Filesystem, version: str, build_user: str) -> list[Find
     findings += _no_match(fs, "package-manager-cache", "/var/lib/apt/lists", ["*_Packages*", "*_Release*"])
 
     findings += check_stamp(fs, version)
+    findings += [Finding(f"hardening-{category}", path, problem) for category, path, problem in hardening.check(fs)]
     return findings
 
 

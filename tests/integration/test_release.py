@@ -101,6 +101,31 @@ def test_file_capabilities_survive_and_an_unprivileged_user_can_ping(guest: vm.G
     assert " 0% packet loss" in as_user(guest, f"ping -c 2 -W 5 {gateway}")
 
 
+def test_the_hardening_is_in_effect_in_the_running_machine(guest: vm.Guest) -> None:
+    """What the hardening role records is what the booted kernel, sshd, PAM and login use."""
+    import yaml
+
+    from tests.helpers import ROOT
+
+    defaults = yaml.safe_load((ROOT / "ansible" / "roles" / "hardening" / "defaults" / "main.yml").read_text())
+    wanted = defaults["hardening_sysctl"]
+    keys = " ".join(sorted(wanted))
+    running = dict(line.split(" = ", 1) for line in as_user(guest, f"sudo -n sysctl {keys}").splitlines())
+    assert running == {k: str(v) for k, v in wanted.items()}, "every hardening sysctl is live after boot"
+    assert as_user(guest, "sysctl -n fs.suid_dumpable").strip() == "0"
+    assert as_user(guest, "ulimit -Hc").strip() == "0", "a login gets no core dumps"
+    sshd = as_user(guest, "sudo -n sshd -T")
+    assert f"ciphers {defaults['hardening_sshd_ciphers']}" in sshd
+    assert f"kexalgorithms {defaults['hardening_sshd_kex']}" in sshd
+    assert f"macs {defaults['hardening_sshd_macs']}" in sshd
+    for path in defaults["hardening_setuid_remove"]:
+        mode = as_user(guest, f"stat -c %a {path} 2>/dev/null || echo absent").strip()
+        assert mode in ("755", "absent"), f"{path} keeps its setuid bit: {mode}"
+    assert "pam_pwquality.so" in as_user(guest, "cat /etc/pam.d/common-password")
+    lines = as_user(guest, "grep -E '^(PASS_MAX_DAYS|UMASK)[[:space:]]' /etc/login.defs").splitlines()
+    assert dict(line.split() for line in lines) == {"PASS_MAX_DAYS": "365", "UMASK": "027"}
+
+
 def test_the_released_raw_is_sealed_and_a_planted_host_key_is_caught(released: Project, tmp_path: Path) -> None:
     version, image = only_version(released)
     raw = Path(image["formats"]["raw"]["path"])

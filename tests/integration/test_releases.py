@@ -48,6 +48,12 @@ def quick_baseline(path: Path) -> None:
         .replace("baseline_packages_enabled: true", "baseline_packages_enabled: false")
         .replace("baseline_timesync_enabled: true", "baseline_timesync_enabled: false")
     )
+    hardening = path / "ansible" / "roles" / "hardening" / "defaults" / "main.yml"
+    hardening.write_text(
+        hardening.read_text().replace(
+            "hardening_password_policy_enabled: true", "hardening_password_policy_enabled: false"
+        )
+    )
 
 
 def snapshot(folder: Path) -> dict[str, tuple[int, int, str]]:
