@@ -119,7 +119,7 @@ def main() -> int:
             version.commit_time,
         )
         allocated = raw.stat().st_blocks * 512
-        accelerator = built["accelerator"]
+        accelerator = built.accelerator
     result = {
         "what": "wall time of each stage of one local release (seconds); sizes in bytes",
         "machine": machine(),

@@ -13,8 +13,10 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 RECORD = "/etc/imagefactory/hardening.json"
-SYSCTL_FILE = "/etc/sysctl.d/60-imagefactory-hardening.conf"
-SUID_DUMP_FILE = "/etc/sysctl.d/61-imagefactory-coredump.conf"
+SYSCTL_FILE = "/etc/sysctl.d/99-zz-imagefactory-hardening.conf"
+SUID_DUMP_FILE = "/etc/sysctl.d/99-zz-imagefactory-coredump.conf"
+# Where systemd-sysctl reads, highest precedence first: a name in an earlier folder hides it later.
+SYSCTL_DIRS = ("/etc/sysctl.d", "/run/sysctl.d", "/usr/local/lib/sysctl.d", "/usr/lib/sysctl.d", "/lib/sysctl.d")
 PWQUALITY_FILE = "/etc/security/pwquality.conf.d/60-imagefactory-hardening.conf"
 SSHD_DROPIN = "/etc/ssh/sshd_config.d/40-imagefactory-crypto.conf"
 LIMITS_FILE = "/etc/security/limits.d/60-imagefactory-hardening.conf"
@@ -84,8 +86,31 @@ def _expect_values(fs: Reader, path: str, expected: dict[str, str], separator: s
     ]
 
 
+def effective_sysctl(fs: Reader) -> dict[str, tuple[str, str]]:
+    """key -> (value, file) as systemd-sysctl applies them at boot: every *.conf of the sysctl.d
+    folders (a name in /etc hides the same name below), in name order, the last value winning."""
+    files: dict[str, str] = {}
+    for folder in reversed(SYSCTL_DIRS):
+        for entry in fs.listdir(folder) or []:
+            if entry.name.endswith(".conf"):
+                files[entry.name] = f"{folder}/{entry.name}"
+    values: dict[str, tuple[str, str]] = {}
+    for name in sorted(files):
+        for key, value in key_values(_text(fs, files[name]) or "", "=").items():
+            values[key] = (value, files[name])
+    return values
+
+
 def check_sysctl(fs: Reader, expected: dict[str, str]) -> list[Problem]:
-    return _expect_values(fs, SYSCTL_FILE, expected, "=")
+    problems = _expect_values(fs, SYSCTL_FILE, expected, "=")
+    if problems:
+        return problems
+    live = effective_sysctl(fs)
+    return [
+        (live[key][1], f"sets {key} = {live[key][0]} after {SYSCTL_FILE}, so the kernel gets that")
+        for key, value in sorted(expected.items())
+        if key in live and live[key][0] != str(value)
+    ]
 
 
 def check_login_defs(fs: Reader, expected: dict[str, str]) -> list[Problem]:
@@ -95,7 +120,7 @@ def check_login_defs(fs: Reader, expected: dict[str, str]) -> list[Problem]:
 def check_password_policy(fs: Reader, expected: dict[str, str]) -> list[Problem]:
     problems = _expect_values(fs, PWQUALITY_FILE, expected, "=")
     pam = _text(fs, "/etc/pam.d/common-password") or ""
-    if "pam_pwquality.so" not in pam:
+    if not any("pam_pwquality.so" in line.split("#", 1)[0] for line in pam.splitlines()):
         problems.append(("/etc/pam.d/common-password", "does not use pam_pwquality.so"))
     return problems
 
@@ -131,6 +156,9 @@ def check_core_dumps(fs: Reader, enabled: bool) -> list[Problem]:
     problems += _expect_values(fs, COREDUMP_FILE, {"Storage": "none", "ProcessSizeMax": "0"}, "=")
     problems += _expect_values(fs, SYSTEM_CONF_FILE, {"DefaultLimitCORE": "0"}, "=")
     problems += _expect_values(fs, SUID_DUMP_FILE, {"fs.suid_dumpable": "0"}, "=")
+    live = effective_sysctl(fs).get("fs.suid_dumpable")
+    if live and live[0] != "0":
+        problems.append((live[1], f"sets fs.suid_dumpable = {live[0]} last, so setuid programs may dump core"))
     return problems
 
 

@@ -117,7 +117,10 @@ class Request:
         missing = sorted(n for n, s in settable.items() if s.required and n not in values)
         if unknown or missing:
             raise TypeError(f"{cls.__name__}: unknown inputs {unknown}, missing inputs {missing}")
-        return {settable[name].env: value for name, value in values.items()}
+        # An input left out still reaches the step as its default: the shell line names every
+        # variable, and an unset one would be "" (or whatever the user's shell holds).
+        defaults = {n: str(s.default) for n, s in settable.items() if n not in values and s.default is not None}
+        return {settable[name].env: value for name, value in {**defaults, **values}.items()}  # type: ignore[misc]  # defaults are text, as every value becomes
 
     @classmethod
     def parser(cls, parser: argparse.ArgumentParser | None = None) -> argparse.ArgumentParser:

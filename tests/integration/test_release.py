@@ -122,8 +122,8 @@ def test_the_hardening_is_in_effect_in_the_running_machine(guest: vm.Guest) -> N
         mode = as_user(guest, f"stat -c %a {path} 2>/dev/null || echo absent").strip()
         assert mode in ("755", "absent"), f"{path} keeps its setuid bit: {mode}"
     assert "pam_pwquality.so" in as_user(guest, "cat /etc/pam.d/common-password")
-    lines = as_user(guest, "grep -E '^(PASS_MAX_DAYS|UMASK)[[:space:]]' /etc/login.defs").splitlines()
-    assert dict(line.split() for line in lines) == {"PASS_MAX_DAYS": "365", "UMASK": "027"}
+    lines = as_user(guest, "grep -E '^(UMASK|HOME_MODE|LOGIN_RETRIES)[[:space:]]' /etc/login.defs").splitlines()
+    assert dict(line.split() for line in lines) == defaults["hardening_login_defs"]
 
 
 def test_the_released_raw_is_sealed_and_a_planted_host_key_is_caught(released: Project, tmp_path: Path) -> None:

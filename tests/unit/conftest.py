@@ -74,10 +74,10 @@ def hardened_files() -> dict[str, str]:
     pwquality = "".join(f"{k} = {v}\n" if v else f"{k}\n" for k, v in sorted(defaults["hardening_pwquality"].items()))
     return {
         "/etc/imagefactory/hardening.json": json.dumps(record, indent=4, sort_keys=True),
-        "/etc/sysctl.d/60-imagefactory-hardening.conf": "".join(
+        "/etc/sysctl.d/99-zz-imagefactory-hardening.conf": "".join(
             f"-{k} = {v}\n" for k, v in sorted(defaults["hardening_sysctl"].items())
         ),
-        "/etc/sysctl.d/61-imagefactory-coredump.conf": "fs.suid_dumpable = 0\n",
+        "/etc/sysctl.d/99-zz-imagefactory-coredump.conf": "fs.suid_dumpable = 0\n",
         "/etc/login.defs": "# login.defs\nMAIL_DIR        /var/mail\n"
         + "".join(f"{k}\t{v}\n" for k, v in defaults["hardening_login_defs"].items()),
         "/etc/security/pwquality.conf.d/60-imagefactory-hardening.conf": pwquality,

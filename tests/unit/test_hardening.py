@@ -30,11 +30,21 @@ def test_the_role_defaults_as_rendered_pass(disk_factory: Factory) -> None:
     ("path", "content", "expected"),
     [
         (
-            "/etc/sysctl.d/60-imagefactory-hardening.conf",
+            "/etc/sysctl.d/99-zz-imagefactory-hardening.conf",
             "-kernel.kptr_restrict = 0\n",
-            ("sysctl", "/etc/sysctl.d/60-imagefactory-hardening.conf"),
+            ("sysctl", "/etc/sysctl.d/99-zz-imagefactory-hardening.conf"),
         ),
-        ("/etc/login.defs", "PASS_MAX_DAYS 99999\n", ("login_defs", "/etc/login.defs")),
+        (
+            "/usr/lib/sysctl.d/99-zzz-vendor.conf",
+            "fs.protected_fifos = 1\n",
+            ("sysctl", "/usr/lib/sysctl.d/99-zzz-vendor.conf"),
+        ),
+        (
+            "/usr/lib/sysctl.d/99-zzz-coredump.conf",
+            "fs.suid_dumpable = 2\n",
+            ("core_dumps", "/usr/lib/sysctl.d/99-zzz-coredump.conf"),
+        ),
+        ("/etc/login.defs", "UMASK 022\n", ("login_defs", "/etc/login.defs")),
         (
             "/etc/pam.d/common-password",
             "password [success=1] pam_unix.so\n",
@@ -73,7 +83,7 @@ def test_a_switched_off_category_is_not_checked(disk_factory: Factory) -> None:
     record = json.loads(files["/etc/imagefactory/hardening.json"])
     record["sysctl"] = None
     files["/etc/imagefactory/hardening.json"] = json.dumps(record)
-    del files["/etc/sysctl.d/60-imagefactory-hardening.conf"]
+    del files["/etc/sysctl.d/99-zz-imagefactory-hardening.conf"]
     assert problems(disk_factory(files)) == set()
 
 

@@ -132,3 +132,8 @@ def test_formats_refuses_a_raw_whose_seal_check_did_not_pass(tmp_path: Path) -> 
     with pytest.raises(FactoryError, match=r"seal check .* did not pass"):
         formats.convert_all(request)
     assert not (tmp_path / "out").exists()
+
+
+def test_an_input_left_out_reaches_the_step_as_its_default() -> None:
+    env = steps.UpstreamRequest.environment(url="/img.qcow2")
+    assert env == {"UPSTREAM_URL": "/img.qcow2", "UPSTREAM_CHECKSUM": "", "UPSTREAM_FALLBACK": "stage0"}
