@@ -5,7 +5,7 @@ SHELL := /bin/bash
 ENV := source tools/env.sh
 STACK ?= local
 
-.PHONY: setup release test lint unit integration preview versions bench lookup verify deprecate retire reproducible
+.PHONY: setup release test lint unit integration preview versions bench lookup ancestry verify deprecate retire reproducible
 
 setup:
 	@tools/setup.sh
@@ -46,6 +46,10 @@ versions: setup
 lookup: setup
 	@$(ENV); python -m imagefactory.registry lookup --registry .state/registry --version "$(VERSION)" \
 	  $(if $(FORMAT),--format "$(FORMAT)")
+
+## ancestry: print and verify the chain of custody of a version, e.g. make ancestry VERSION=release-0.1.0
+ancestry: setup
+	@$(ENV); python -m imagefactory.ancestry --registry .state/registry --version "$(VERSION)"
 
 ## verify: check published files against SHA256SUMS and their manifests, e.g. make verify VERSION=release-0.1.0 (all when none)
 verify: setup

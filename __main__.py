@@ -2,8 +2,10 @@
 
 Flow, one direction only:
     stack config (imagefactory.settings) -> the versions to release (imagefactory.versions)
-    -> components.release.Pipeline: UpstreamImage -> ReleaseVersion -> ImageBuild -> ImageFormats
-       -> ImageRelease (registry) -> AwsImage / AzureImage, or a native cloud build
+    -> each version's stage chain (imagefactory.stages: which parent stages are built, which reused)
+    -> components.release.Pipeline: UpstreamImage -> ReleaseVersion -> per stage [ParentImage] ->
+       ImageBuild -> ImageFormats -> ImageRelease (registry) -> AwsImage / AzureImage, or a native
+       cloud build
     -> output `images`: version -> ImageEntry (imagefactory.steps)
 """
 
@@ -13,7 +15,7 @@ import pulumi
 
 from components import config
 from components.release import Pipeline
-from imagefactory import host, registry, sources, versions
+from imagefactory import host, registry, sources, stages, versions
 from imagefactory.errors import FactoryError
 
 ROOT = Path(__file__).resolve().parent
@@ -36,7 +38,25 @@ try:
                 "imageName": settings.image_name,
             },
         )
-    pipeline = Pipeline(settings, working_tree_digest=sources.tree_digest(ROOT))
+    chains: dict[str, stages.VersionChain] = {}
+    if not Pipeline(settings, "").native:
+        from imagefactory.upstream import stage0_recipe_digest
+
+        def stage_index(stage: str) -> dict:
+            return registry.read_index(stages.stage_registry(registry_path, stage))
+
+        key = stages.upstream_key(
+            settings.upstream_url, settings.upstream_checksum, settings.upstream_fallback, stage0_recipe_digest()
+        )
+        chains = stages.plan_chains(ROOT, planned, settings.stages, key, stage_index)
+        for name, chain in chains.items():
+            for plan in chain.parents:
+                verb = "builds" if plan.builds else "reuses"
+                where = "" if plan.builds else (" (published)" if plan.published else " (built in this run)")
+                pulumi.log.info(f"{name}: stage {plan.stage.name} {verb} {plan.stage.name} {plan.version}{where}")
+        for note in stages.outdated_parents(chains, settings.stages[-1].name, stage_index):
+            pulumi.log.warn(note)
+    pipeline = Pipeline(settings, working_tree_digest=sources.tree_digest(ROOT), chains=chains)
 except FactoryError as exc:
     raise pulumi.RunError(str(exc)) from None
 

@@ -3,7 +3,7 @@ seal check proves it is sealed and stamped before anything else may use it."""
 
 from __future__ import annotations
 
-from typing import TypedDict
+from typing import NotRequired, TypedDict
 
 import pulumi
 
@@ -31,6 +31,10 @@ class ImageBuildArgs(TypedDict):
     here but its log. The accelerator and the timeout are host facts (imagefactory.host), never
     inputs: switching them never rebuilds an image."""
     disk_size_mib: int
+    playbook: NotRequired[str]
+    """The stage's playbook under ansible/ (site.yml when left out)."""
+    stage: NotRequired[str]
+    """The stage's name, stamped as IMAGE_STAGE."""
 
 
 class ImageBuild(pulumi.ComponentResource):
@@ -58,6 +62,8 @@ class ImageBuild(pulumi.ComponentResource):
                 "upstream_source": args["upstream_source"],
                 "work_dir": args["work_dir"],
                 "disk_size_mib": args["disk_size_mib"],
+                "playbook": args.get("playbook", "site.yml"),
+                "stage": args.get("stage", ""),
             },
             # What decides the image's content. Not the checkout: a release depends on its tag's
             # commit only, so newer code never rebuilds an older release.

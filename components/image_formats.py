@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TypedDict
+from typing import NotRequired, TypedDict
 
 import pulumi
 
@@ -29,6 +29,11 @@ class ImageFormatsArgs(TypedDict):
     image_name: str
     code_dir: pulumi.Input[str]
     """The tree whose conversion and OVF code runs: the tag's tree for a release."""
+    stage: NotRequired[str]
+    recipe: NotRequired[str]
+    stage_key: NotRequired[str]
+    parents: NotRequired[pulumi.Input[str]]
+    """JSON list: the chain of custody below this stage (imagefactory.stages)."""
 
 
 class ImageFormats(pulumi.ComponentResource):
@@ -55,6 +60,10 @@ class ImageFormats(pulumi.ComponentResource):
                 "formats": ",".join(args["formats"]),
                 "name": args["image_name"],
                 "sealed": pulumi.Output.from_input(args["seal_report"]).apply(lambda r: str(r.get("sealed", ""))),
+                "stage": args.get("stage", ""),
+                "recipe": args.get("recipe", ""),
+                "stage_key": args.get("stage_key", ""),
+                "parents": args.get("parents", ""),
             },
             triggers=[args["raw_sha256"], ",".join(args["formats"]), args["image_name"]],
             delete=step_script("formats --remove-previous"),

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TypedDict
+from typing import NotRequired, TypedDict
 
 import pulumi
 
@@ -17,6 +17,8 @@ class ImageReleaseArgs(TypedDict):
     staging_dir: pulumi.Input[str]
     manifest: pulumi.Input[dict]
     registry_dir: str
+    retire_on_delete: NotRequired[bool]
+    """False for a parent stage: images are built on it, so it stays when its resources go."""
 
 
 class ImageRelease(pulumi.ComponentResource):
@@ -38,7 +40,7 @@ class ImageRelease(pulumi.ComponentResource):
             # A development version leaves the registry with its resource; a release never
             # does by accident: retiring it is `make retire VERSION=…` (see README).
             delete=None
-            if released
+            if released or not args.get("retire_on_delete", True)
             else step_script('registry retire --registry "$REGISTRY" --version "$IMAGE_VERSION" --missing-ok'),
             opts=pulumi.ResourceOptions(parent=self, protect=released, retain_on_delete=released),
         )

@@ -1,8 +1,9 @@
 """The release wiring: which components each version of a stack goes through, by target.
 
-    local / aws import / azure import:
-        ReleaseVersion -> ImageBuild (Packer + Ansible, seal check) -> ImageFormats -> ImageRelease
-        -> AwsImage / AzureImage (the same RAW / VHD, imported)           -> ImageEntry
+    local / aws import / azure import, for each stage (imagefactory.stages), bottom first:
+        ReleaseVersion -> [ParentImage: the stage below, re-verified] -> ImageBuild (Packer +
+        Ansible, seal check) -> ImageFormats -> ImageRelease (a parent stage: its own registry)
+        and on the top stage -> AwsImage / AzureImage (the same RAW / VHD, imported) -> ImageEntry
     aws native / azure native:
         ReleaseVersion -> NativeImageBuild (Packer's amazon-ebs / azure-arm) -> ImageEntry
 
@@ -14,7 +15,8 @@ protected, so an upgrade of this program would refuse to run on every existing s
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import json
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pulumi
@@ -22,9 +24,10 @@ import pulumi
 from components.image_build import ImageBuild
 from components.image_formats import ImageFormats
 from components.image_release import ImageRelease
+from components.parent_image import ParentImage
 from components.release_version import ReleaseVersion
 from components.upstream_image import UpstreamImage
-from imagefactory import versions
+from imagefactory import stages, versions
 from imagefactory.cloud import is_release_candidate
 from imagefactory.settings import Settings
 from imagefactory.steps import ImageEntry
@@ -35,6 +38,8 @@ class Pipeline:
     settings: Settings
     working_tree_digest: str
     """Digest of packer/ and ansible/ of the checkout: what rebuilds a development version."""
+    chains: dict[str, stages.VersionChain] = field(default_factory=dict)
+    """Each planned version's stage chain (stages.plan_chains); a single stage when empty."""
 
     @property
     def native(self) -> bool:
@@ -57,13 +62,22 @@ class Pipeline:
     def release(self, planned: list[versions.Version], upstream: UpstreamImage | None) -> dict[str, pulumi.Output]:
         """Each planned version's `images` entry, by version name."""
         images: dict[str, pulumi.Output] = {}
+        published: dict[tuple[str, str], ImageRelease] = {}
         for version in planned:
             source = ReleaseVersion(version.name, {"version": version, "sources_dir": str(self.work_dir / "sources")})
             if upstream is None:
                 images[version.name] = self.native_build(version, source)
             else:
-                images[version.name] = self.local_build(version, source, upstream)
+                images[version.name] = self.local_build(version, source, upstream, published)
         return images
+
+    def chain_of(self, version: versions.Version) -> stages.VersionChain:
+        s = self.settings
+        if version.name in self.chains:
+            return self.chains[version.name]
+        if len(s.stages) > 1:
+            raise ValueError(f"no stage chain was planned for {version.name}")
+        return stages.VersionChain(recipes=[""], keys=[""], parents=[])
 
     def native_build(self, version: versions.Version, source: ReleaseVersion) -> pulumi.Output[ImageEntry]:
         from components.cloud_build import NativeImageBuild
@@ -104,9 +118,116 @@ class Pipeline:
         return pulumi.Output.all(build.result, build.upstream).apply(lambda r: entry(r[0], r[1]))
 
     def local_build(
-        self, version: versions.Version, source: ReleaseVersion, upstream: UpstreamImage
+        self,
+        version: versions.Version,
+        source: ReleaseVersion,
+        upstream: UpstreamImage,
+        published: dict[tuple[str, str], ImageRelease] | None = None,
+    ) -> pulumi.Output[ImageEntry]:
+        """Every stage of one version, bottom first; the top stage is the version's image."""
+        s = self.settings
+        published = {} if published is None else published
+        chain = self.chain_of(version)
+        below = Parent(
+            upstream.path,
+            upstream.sha256,
+            upstream.source,
+            pulumi.Output.all(upstream.source, upstream.sha256, upstream.via).apply(
+                lambda u: [stages.upstream_link(u[0], u[1], u[2])]
+            ),
+        )
+        top = len(s.stages) - 1
+        rebuild = [version.name, version.commit, "" if version.is_release else self.working_tree_digest]
+        for number, stage in enumerate(s.stages[:-1]):
+            plan = chain.parents[number]
+            if plan.builds:
+                release = self.stage_build(version, source, below, stage, plan)
+                published[(stage.name, plan.version)] = release
+            child = version.name if number + 1 == top else f"{s.stages[number + 1].name}-{version.name}"
+            builder = published.get((stage.name, plan.version))
+            parent = ParentImage(
+                f"{child}-parent",
+                {
+                    "registry_dir": str(Path(s.registry_dir)),
+                    "stage": stage.name,
+                    "version": plan.version,
+                    "child": version.name,
+                    "rebuild_with": rebuild,
+                },
+                pulumi.ResourceOptions(depends_on=[builder] if builder else None),
+            )
+            below = Parent(parent.path, parent.sha256, parent.source, parent.chain)
+        return self.top_build(version, source, below, chain)
+
+    def stage_build(
+        self,
+        version: versions.Version,
+        source: ReleaseVersion,
+        below: Parent,
+        stage: stages.Stage,
+        plan: stages.StagePlan,
+    ) -> ImageRelease:
+        """A parent stage: built, sealed, checked and published in its own registry, in the one
+        format its child boots. It is never retired with its resources: images are built on it."""
+        s = self.settings
+        name = f"{stage.name}-{version.name}"
+        work_dir = self.work_dir / "stages" / stage.name
+        build = ImageBuild(
+            name,
+            {
+                "version": version.name,
+                "commit": version.commit,
+                "build_epoch": version.commit_time,
+                "source_dir": source.source_dir,
+                "source_digest": "" if version.is_release else plan.recipe,
+                "upstream_path": below.path,
+                "upstream_sha256": below.sha256,
+                "upstream_source": below.source,
+                "work_dir": str(work_dir),
+                "disk_size_mib": s.disk_size_mib,
+                "playbook": stage.playbook,
+                "stage": stage.name,
+            },
+        )
+        formats = ImageFormats(
+            name,
+            {
+                "version": version.name,
+                "commit": version.commit,
+                "build_epoch": version.commit_time,
+                "build_time": build.build_time,
+                "raw_path": build.raw_path,
+                "raw_sha256": build.raw_sha256,
+                "seal_report": build.seal_report,
+                "upstream_source": below.source,
+                "upstream_sha256": below.sha256,
+                "formats": [stages.PARENT_FORMAT],
+                "out_dir": str(work_dir / version.name),
+                "image_name": f"{s.image_name}-{stage.name}",
+                "code_dir": source.source_dir,
+                "stage": stage.name,
+                "recipe": plan.recipe,
+                "stage_key": plan.key,
+                "parents": below.chain.apply(json.dumps),
+            },
+        )
+        return ImageRelease(
+            name,
+            {
+                "version": version.name,
+                "is_release": version.is_release,
+                "staging_dir": formats.staging_dir,
+                "manifest": formats.manifest,
+                "registry_dir": str(stages.stage_registry(Path(s.registry_dir), stage.name)),
+                "retire_on_delete": False,
+            },
+        )
+
+    def top_build(
+        self, version: versions.Version, source: ReleaseVersion, upstream: Parent, chain: stages.VersionChain
     ) -> pulumi.Output[ImageEntry]:
         s = self.settings
+        stage = s.stages[-1]
         build = ImageBuild(
             version.name,
             {
@@ -120,6 +241,8 @@ class Pipeline:
                 "upstream_source": upstream.source,
                 "work_dir": str(self.work_dir),
                 "disk_size_mib": s.disk_size_mib,
+                "playbook": stage.playbook,
+                "stage": stage.name,
             },
         )
         formats = ImageFormats(
@@ -138,6 +261,10 @@ class Pipeline:
                 "out_dir": str(self.work_dir / version.name),
                 "image_name": s.image_name,
                 "code_dir": source.source_dir,
+                "stage": stage.name,
+                "recipe": chain.recipes[-1],
+                "stage_key": chain.keys[-1],
+                "parents": upstream.chain.apply(json.dumps),
             },
         )
         release = ImageRelease(
@@ -195,3 +322,13 @@ class Pipeline:
                 lambda v: ImageEntry(**v[0], azure={"gallery_image_version_id": v[1]})
             )
         return entry
+
+
+@dataclass(frozen=True)
+class Parent:
+    """What a stage boots: the verified upstream, or the stage below it, re-verified."""
+
+    path: pulumi.Output[str]
+    sha256: pulumi.Output[str]
+    source: pulumi.Output[str]
+    chain: pulumi.Output[list]

@@ -127,11 +127,18 @@ def build(opts: BuildRequest, accelerator_choice: str, timeout_minutes: int, cac
     # Refused before Packer starts: the re-master cannot keep owners and setuid bits without it.
     fstree.require_root(f"building {version}")
     source = opts.source_dir.resolve()
-    if not (source / "packer").is_dir() or not (source / "ansible" / "site.yml").is_file():
-        raise FactoryError(f"source folder {source} has no packer/ and ansible/site.yml")
+    if not (source / "packer").is_dir() or not (source / "ansible" / opts.playbook).is_file():
+        raise FactoryError(f"source folder {source} has no packer/ and ansible/{opts.playbook}")
     upstream = Path(opts.upstream_path)
     if not upstream.is_file():
         raise FactoryError(f"upstream image {upstream} does not exist; re-run so UpstreamImage fetches it")
+    # Checked again right before it boots: the file may have changed since it was verified.
+    actual = file_digest(upstream)
+    if actual != opts.upstream_sha256:
+        raise FactoryError(
+            f"{upstream} does not match the digest it was verified with: expected sha256:{opts.upstream_sha256}, "
+            f"actual sha256:{actual}; nothing was booted"
+        )
     check_disk_size(upstream, opts.disk_size_mib)
     accelerator = accel.choose(accelerator_choice, upstream, cache)
 
@@ -157,6 +164,7 @@ def build(opts: BuildRequest, accelerator_choice: str, timeout_minutes: int, cac
                     "image_commit": opts.commit,
                     "upstream_digest": f"sha256:{opts.upstream_sha256}",
                     "upstream_source": opts.upstream_source,
+                    "image_stage": opts.stage,
                     "build_time": build_time,
                     "seal_build_user": BUILD_USER,
                     "source_date_epoch": str(opts.build_epoch),
@@ -177,6 +185,7 @@ def build(opts: BuildRequest, accelerator_choice: str, timeout_minutes: int, cac
             "ansible_extra_vars_file": str(extra_vars),
             "serial_log": str(logs / f"{version}-{stamp}.serial.log"),
             "build_timeout": f"{timeout_minutes}m",
+            "playbook": opts.playbook,
         }
         env = dict(os.environ)
         env.update({f"PKR_VAR_{name}": value for name, value in variables.items()})
@@ -235,7 +244,13 @@ def remove_previous(stdout: str) -> None:
 
 
 def request_for(
-    version: Version, upstream: UpstreamResult, source_dir: Path, work_dir: Path, disk_size_mib: int = 3072
+    version: Version,
+    upstream: UpstreamResult,
+    source_dir: Path,
+    work_dir: Path,
+    disk_size_mib: int = 3072,
+    playbook: str = "site.yml",
+    stage: str = "",
 ) -> BuildRequest:
     """The build request for a resolved version and upstream (used by the benchmarks and the
     reproducibility check, which run builds outside Pulumi)."""
@@ -249,6 +264,8 @@ def request_for(
         upstream_source=upstream.source,
         work_dir=work_dir,
         disk_size_mib=disk_size_mib,
+        playbook=playbook,
+        stage=stage,
     )
 
 

@@ -29,6 +29,7 @@ from imagefactory.checksums import file_digest, format_sums
 from imagefactory.errors import FactoryError, last_json, run_step
 from imagefactory.files import partial_name, run, write_atomic
 from imagefactory.remaster import derived_uuid
+from imagefactory.stages import upstream_link
 from imagefactory.steps import FormatsRequest, FormatsResult
 
 MIB = 1024 * 1024
@@ -223,6 +224,24 @@ def main(argv: list[str] | None = None) -> int:
     return run_step("formats", lambda: convert_all(args))
 
 
+def chain_of(args: FormatsRequest) -> list[dict[str, object]]:
+    """The chain of custody down to this image: what it was built on, then itself."""
+    if args.parents:
+        parents = json.loads(args.parents)
+    else:
+        parents = [upstream_link(args.upstream_source, args.upstream_sha256, "")]
+    if not isinstance(parents, list) or not parents or parents[0].get("stage") != "upstream":
+        raise FactoryError(f"PARENT_CHAIN is {args.parents[:200]!r}; accepted: a JSON list that starts at the upstream")
+    own = {
+        "stage": args.stage or "image",
+        "version": args.version,
+        "commit": args.commit,
+        "recipe": args.recipe,
+        "sealed_raw_sha256": args.raw_sha256,
+    }
+    return [*parents, own]
+
+
 def convert_all(args: FormatsRequest) -> FormatsResult:
     """Every format of the sealed RAW in a new folder, with its SHA256SUMS and manifest."""
     if args.sealed not in ("", "True"):
@@ -247,6 +266,10 @@ def convert_all(args: FormatsRequest) -> FormatsResult:
         sealed_raw_sha256=args.raw_sha256,
         formats=formats,
         dir=host.portable(out),
+        stage=args.stage,
+        recipe=args.recipe,
+        stage_key=args.stage_key,
+        chain=chain_of(args),
     )
     manifest = {k: v for k, v in result.to_json().items() if k != "dir"}  # manifest.json: all but the folder
     write_atomic(tmp_out / "manifest.json", json.dumps(manifest, indent=2, sort_keys=True) + "\n")

@@ -24,6 +24,7 @@ digest in the index.
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import fcntl
 import json
 import os
@@ -167,7 +168,7 @@ def entry(registry: Path, manifest: dict) -> ImageEntry:
     """The lookup-table entry for one version: what the `images` stack output carries. Its paths
     are relative to the project root when the registry lies inside it (see absolute_entry)."""
     folder = registry / manifest["version"]
-    return {
+    found: ImageEntry = {
         "version": manifest["version"],
         "commit": manifest["commit"],
         "build_time": manifest["build_time"],
@@ -178,6 +179,10 @@ def entry(registry: Path, manifest: dict) -> ImageEntry:
             for fmt, item in sorted(manifest["formats"].items())
         },
     }
+    if manifest.get("chain"):
+        found["stage"] = manifest.get("stage", "")
+        found["chain"] = manifest["chain"]
+    return found
 
 
 def absolute_entry(found: ImageEntry, root: Path) -> ImageEntry:
@@ -248,7 +253,10 @@ def publish(registry: Path, staging: Path, version: str) -> ImageEntry:
             "upstream": manifest["upstream"],
             "formats": sorted(manifest["formats"]),
             "manifest_sha256": file_digest(target / "manifest.json"),
+            "published_at": dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
         }
+        if manifest.get("stage_key"):
+            index["versions"][version]["stage_key"] = manifest["stage_key"]
         _write_index(registry, index)
     print(f"registry: published {version} in {target}", file=sys.stderr)
     return entry(registry, manifest)
@@ -390,18 +398,21 @@ def main(argv: list[str] | None = None) -> int:
 def command(args: argparse.Namespace) -> None:
     """The registry's commands for people (make lookup/verify/deprecate/retire)."""
     if args.command == "deprecate":
-        import datetime as dt
-
         deprecate(args.registry, args.version, dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"))
         print(f"registry: {args.version} is deprecated", file=sys.stderr)
     elif args.command == "retire":
         retire(args.registry, args.version, args.missing_ok)
         print(f"registry: retired {args.version}", file=sys.stderr)
     elif args.command == "lookup":
+        found = lookup_entry(args.registry, args.version)
+        from imagefactory.ancestry import status  # the ancestry status reads this module
+
+        for note in status(args.registry, dict(found)):
+            print(f"registry: outdated: {note} (make ancestry VERSION={args.version})", file=sys.stderr)
         if args.format:
             print(Path(lookup_file(args.registry, args.version, args.format)["path"]).absolute())
         else:
-            print(json.dumps(absolute_entry(lookup_entry(args.registry, args.version), Path.cwd()), indent=2))
+            print(json.dumps(absolute_entry(found, Path.cwd()), indent=2))
     elif args.command == "verify":
         for version in verify(args.registry, args.version or None):
             print(f"{version}: every file matches SHA256SUMS and the manifest")

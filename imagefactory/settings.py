@@ -16,6 +16,7 @@ from typing import Any
 from imagefactory.cloud import aws_settings, azure_settings
 from imagefactory.errors import FactoryError
 from imagefactory.formats import ALL_FORMATS
+from imagefactory.stages import DEFAULT_STAGES, Stage, validate_stages
 from imagefactory.versions import DEFAULT_TAG_PREFIX, TAG_PREFIX, parse_release_tag
 
 TARGETS = ("local", "aws", "azure")
@@ -43,6 +44,7 @@ KEYS: dict[str, str] = {
     "buildTimeoutMinutes": "integer",
     "aws": "object",
     "azure": "object",
+    "stages": "array",
 }
 # Where build output may live inside the project: only under the ignored state folder.
 STATE_DIR = ".state"
@@ -64,6 +66,8 @@ class Settings:
     accelerator: str = "auto"
     build_timeout_minutes: int = 60
     image_name: str = "debian-12"
+    stages: tuple[Stage, ...] = DEFAULT_STAGES
+    """The chain of stages, bottom first; the last one is the image this stack publishes."""
     aws: Any = None
     """cloud.AwsSettings when target is aws."""
     azure: Any = None
@@ -182,9 +186,22 @@ def validate(raw: dict[str, Any], project_root: Path | None = None) -> Settings:
         accelerator=_one_of("accelerator", get("accelerator", "auto"), ACCELERATORS),
         build_timeout_minutes=_int_in("buildTimeoutMinutes", get("buildTimeoutMinutes", 60), 5, 24 * 60),
         image_name=_image_name(get("imageName", defaults.image_name)),
+        stages=_stages(get("stages", [s.to_json() for s in defaults.stages]), project_root),
         aws=aws,
         azure=azure,
     )
+
+
+def _stages(value: Any, project_root: Path | None) -> tuple[Stage, ...]:
+    stages = validate_stages(value)
+    if project_root is not None:
+        for number, stage in enumerate(stages):
+            if not (project_root / "ansible" / stage.playbook).is_file():
+                raise FactoryError(
+                    f"imagefactory:stages[{number}].playbook is {stage.playbook!r}, and ansible/{stage.playbook} "
+                    "does not exist; accepted: a playbook file under ansible/"
+                )
+    return stages
 
 
 def _object(key: str, value: Any) -> dict[str, Any]:

@@ -177,8 +177,14 @@ class Result:
 
     @classmethod
     def from_json(cls: type[T], value: Mapping[str, Any]) -> T:
-        names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]  # a dataclass
-        missing = sorted(n for n in names if n not in value)
+        fields = dataclasses.fields(cls)  # type: ignore[arg-type]  # a dataclass
+        names = {f.name for f in fields}
+        # A field with a default was added later: a result stored before it existed still reads.
+        missing = sorted(
+            f.name
+            for f in fields
+            if f.name not in value and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+        )
         if missing:
             raise FactoryError(f"{cls.__name__} is missing {missing} in {json.dumps(value)[:200]}")
         return cls(**{k: v for k, v in value.items() if k in names})
@@ -251,6 +257,8 @@ class BuildRequest(Request):
     upstream_source: str = arg("UPSTREAM_SOURCE")
     work_dir: Path = arg("WORK_DIR")
     disk_size_mib: int = arg("DISK_SIZE_MIB", default=3072)
+    playbook: str = arg("PLAYBOOK", default="site.yml", doc="the stage's playbook, a file name under ansible/")
+    stage: str = arg("IMAGE_STAGE", default="", doc="the stage's name, stamped into /etc/release")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -305,6 +313,10 @@ class FormatsRequest(Request):
     formats: str = arg("FORMATS", doc="comma-separated, from imagefactory.formats.ALL_FORMATS")
     name: str = arg("IMAGE_NAME", default="debian-12")
     sealed: str = arg("SEALED", default="", cli=False, doc="the seal check's verdict: True")
+    stage: str = arg("IMAGE_STAGE", default="", doc="the stage's name (imagefactory.stages)")
+    recipe: str = arg("STAGE_RECIPE", default="", doc="sha256 of the stage's playbook, roles and templates")
+    stage_key: str = arg("STAGE_KEY", default="", doc="the stage's recipe and every recipe below it")
+    parents: str = arg("PARENT_CHAIN", default="", doc="JSON list: the chain of custody below this stage")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -320,6 +332,11 @@ class FormatsResult(Result):
     sealed_raw_sha256: str
     formats: dict[str, dict[str, Any]]
     dir: str
+    stage: str = ""
+    recipe: str = ""
+    stage_key: str = ""
+    chain: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+    """The chain of custody: the upstream, then every stage up to this one (imagefactory.stages)."""
 
 
 # --- publish ------------------------------------------------------------------------------------
@@ -352,6 +369,33 @@ class ImageEntry(TypedDict, total=False):
     formats: dict[str, FileEntry]
     aws: dict[str, str]
     azure: dict[str, str]
+    stage: str
+    chain: list[dict[str, Any]]
+    """The chain of custody: upstream, then each stage (name, version, commit, recipe, digests)."""
+
+
+# --- a parent stage, re-verified before its child boots it ---------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class ParentRequest(Request):
+    MODULE = "parent"
+    registry: Path = arg("REGISTRY", doc="the top registry; the stage's own is <registry>/stages/<stage>")
+    stage: str = arg("PARENT_STAGE")
+    version: str = arg("PARENT_VERSION")
+    child: str = arg("IMAGE_VERSION", doc="the version whose next stage boots the parent")
+
+
+@dataclasses.dataclass(frozen=True)
+class ParentResult(Result):
+    path: str
+    sha256: str
+    source: str
+    """<stage> <version>: what the child's stamp records as its upstream."""
+    stage: str
+    version: str
+    chain: list[dict[str, Any]]
+    """The parent's chain of custody, its own link naming the file the child boots."""
 
 
 # --- native cloud builds and cloud uploads ------------------------------------------------------
@@ -405,6 +449,7 @@ ALL_REQUESTS: tuple[type[Request], ...] = (
     SealCheckRequest,
     FormatsRequest,
     PublishRequest,
+    ParentRequest,
     CloudBuildRequest,
     AzureUploadRequest,
     LaunchRequest,

@@ -8,7 +8,7 @@ build {
   }
 
   provisioner "ansible" {
-    playbook_file = "${path.root}/../ansible/site.yml"
+    playbook_file = "${path.root}/../ansible/${var.playbook}"
     user          = build.User
     use_proxy     = false
     extra_arguments = [

@@ -218,3 +218,13 @@ variable "azure_marketplace" {
     version   = "0.20250101.0"
   }
 }
+
+variable "playbook" {
+  type        = string
+  description = "The stage's playbook, a file name under ansible/ (base.yml, site.yml, ...)."
+  default     = "site.yml"
+  validation {
+    condition     = can(regex("^[A-Za-z0-9][A-Za-z0-9_.-]*\\.ya?ml$", var.playbook))
+    error_message = "The playbook must be a file name under ansible/ ending in .yml or .yaml."
+  }
+}

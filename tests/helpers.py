@@ -114,6 +114,17 @@ def fake_step_result(name: str, inputs: dict[str, Any]) -> dict[str, Any]:
             dir=f".state/work/{version}/formats-x",
         ),
         "-publish": {"version": version, "commit": "c" * 40, "dir": registry, "formats": files},
+        "-verify": steps.ParentResult(
+            path=f".state/registry/stages/{env.get('PARENT_STAGE')}/{env.get('PARENT_VERSION')}/p.qcow2",
+            sha256="p" * 64,
+            source=f"{env.get('PARENT_STAGE')} {env.get('PARENT_VERSION')}",
+            stage=env.get("PARENT_STAGE", ""),
+            version=env.get("PARENT_VERSION", ""),
+            chain=[
+                {"stage": "upstream", "source": "stage0:x", "sha256": "u" * 64, "verified": "stage0"},
+                {"stage": env.get("PARENT_STAGE", ""), "version": env.get("PARENT_VERSION", "")},
+            ],
+        ),
         "-vhd": steps.AzureUploadResult("https://st.blob.core.windows.net/imagefactory/x.vhd", "v" * 64, True),
         "-vm": {"reported_version": env.get("IMAGE_VERSION", ""), "pid": 1},
         "-aws-packer": {"amis": {"eu-west-1": "ami-0native"}},

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -126,6 +127,38 @@ def test_the_hardening_is_in_effect_in_the_running_machine(guest: vm.Guest) -> N
     assert dict(line.split() for line in lines) == defaults["hardening_login_defs"]
 
 
+def test_the_example_service_answers_its_health_check(released: Project, guest: vm.Guest) -> None:
+    version, _ = only_version(released)
+    fetch = "python3 -c \"import urllib.request; print(urllib.request.urlopen('http://127.0.0.1:8080/health').read().decode())\""
+    answer = json.loads(as_user(guest, fetch))
+    assert answer == {"status": "ok", "version": version, "stage": "functional"}
+
+
+def test_the_image_is_built_on_the_published_base_and_says_so(released: Project, guest: vm.Guest) -> None:
+    """The chain of custody: upstream -> base -> functional, in the output, the manifest and the image."""
+    version, image = only_version(released)
+    upstream, base, top = image["chain"]
+    assert upstream["stage"] == "upstream" and upstream["sha256"] == released.outputs()["upstream"]["sha256"]
+    assert (base["stage"], base["version"], top["stage"], top["version"]) == ("base", version, "functional", version)
+    base_file = released.path / ".state/registry/stages/base" / version / base["file"]["name"]
+    assert file_digest(base_file) == base["file"]["sha256"] == image["upstream"]["sha256"]
+    assert (
+        top["sealed_raw_sha256"] == json.loads((Path(image["dir"]) / "manifest.json").read_text())["sealed_raw_sha256"]
+    )
+    assert base["recipe"].startswith("sha256:") and top["recipe"].startswith("sha256:")
+    stamp = parse_stamp(as_user(guest, "cat /etc/release"))
+    assert (stamp["IMAGE_STAGE"], stamp["UPSTREAM_SOURCE"]) == ("functional", f"base {version}")
+    printed = subprocess.run(
+        [sys.executable, "-m", "imagefactory.ancestry", "--registry", ".state/registry", "--version", version],
+        cwd=released.path,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert printed.splitlines()[1].startswith(f"base        {version}  commit {image['commit'][:12]}"), printed
+    assert "chain verified: 2 stage(s) on the upstream" in printed
+
+
 def test_the_released_raw_is_sealed_and_a_planted_host_key_is_caught(released: Project, tmp_path: Path) -> None:
     version, image = only_version(released)
     raw = Path(image["formats"]["raw"]["path"])
@@ -163,6 +196,8 @@ def test_changing_one_ansible_task_rebuilds(released: Project) -> None:
         ops.setdefault(step["urn"].split("::")[-1], set()).add(step["op"])
     assert "replace" in ops[f"{version}-packer"], ops
     assert ops.get("upstream-resolve", {"same"}) == {"same"}, "the upstream is not fetched again"
+    base = {name: op for name, op in ops.items() if name.startswith(f"base-{version}-")}
+    assert base and all(op == {"same"} for op in base.values()), f"a functional task rebuilds no base: {base}"
 
 
 def test_a_corrupted_copy_of_a_release_fails_its_checksums(released: Project, tmp_path: Path) -> None:
@@ -184,3 +219,32 @@ def test_the_user_can_install_a_package(guest: vm.Guest) -> None:
         guest, "sudo -n DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends tree", timeout=900
     )
     assert as_user(guest, "tree -L 1 /srv").startswith("/srv")
+
+
+def test_a_tampered_base_stops_the_next_functional_build_naming_both_digests(released: Project) -> None:
+    """Before a stage boots its parent, it re-verifies the parent against its published digest."""
+    version, image = only_version(released)
+    base_file = Path(image["chain"][1]["file"]["name"])
+    base_file = released.path / ".state/registry/stages/base" / version / base_file
+    published = file_digest(base_file)
+    original = base_file.read_bytes()
+    task = released.path / "ansible" / "roles" / "baseline" / "tasks" / "packages.yml"
+    task_text = task.read_text()
+    try:
+        with open(base_file, "r+b") as handle:  # root writes through the read-only mode
+            handle.seek(1 << 20)
+            handle.write(b"tampered")
+        tampered = file_digest(base_file)
+        task.write_text(task_text.replace("cache_valid_time: 3600", "cache_valid_time: 7200"))
+        result = released.pulumi("up", "--yes", "--skip-preview", check=False)
+        assert result.returncode != 0
+        assert (
+            f"{base_file.relative_to(released.path)} does not match its published digest: published sha256:{published}, actual sha256:{tampered}"
+            in result.stdout
+        ), result.stdout[-3000:]
+        assert "packer build of" not in result.stdout, "nothing booted the tampered base"
+    finally:
+        task.write_text(task_text)
+        base_file.write_bytes(original)
+    assert file_digest(base_file) == published
+    assert only_version(released)[1] == image, "the published version is untouched"

@@ -14,6 +14,7 @@ import pytest
 from pulumi.runtime import mocks as pulumi_mocks
 
 from imagefactory.settings import validate
+from imagefactory.stages import Stage, StagePlan, VersionChain
 from imagefactory.versions import Version
 from tests.helpers import fake_step_result
 
@@ -70,8 +71,18 @@ def build_pipeline(version: Version) -> dict[str, pulumi.Output]:
             "registryDir": "/registry",
         }
     )
-    pipeline = Pipeline(settings, working_tree_digest="d" * 64)
+    pipeline = Pipeline(settings, working_tree_digest="d" * 64, chains={version.name: chain_building(version)})
     return {"entry": pipeline.release([version], pipeline.upstream())[version.name]}
+
+
+BASE = Stage("base", "base.yml")
+
+
+def chain_building(version: Version, builder: str | None = None, published: bool = False) -> VersionChain:
+    """A two-stage chain whose base this version builds (or, given `builder`, reuses)."""
+    owner = builder or version.name
+    plan = StagePlan(BASE, "sha256:key-base", "sha256:recipe-base", owner, owner == version.name, published)
+    return VersionChain(["sha256:recipe-base", "sha256:recipe-top"], ["sha256:key-base", "sha256:key-top"], [plan])
 
 
 @pulumi.runtime.test
@@ -99,8 +110,12 @@ def test_a_release_rebuilds_only_when_version_commit_or_upstream_change():
 
     def check(_: Any) -> None:
         packer = REGISTERED["release-0.1.0-packer"]
-        assert packer["inputs"]["triggers"] == [RELEASE.name, RELEASE.commit, "u" * 64, "", 3072], (
-            "release-0.1.0-packer is triggered by (version, tag commit, upstream digest), never by today's checkout"
+        assert packer["inputs"]["triggers"] == [RELEASE.name, RELEASE.commit, "p" * 64, "", 3072], (
+            "release-0.1.0-packer is triggered by (version, tag commit, parent digest), never by today's checkout"
+        )
+        base = REGISTERED["base-release-0.1.0-packer"]
+        assert base["inputs"]["triggers"] == [RELEASE.name, RELEASE.commit, "u" * 64, "", 3072], (
+            "base-release-0.1.0-packer is triggered by (version, tag commit, upstream digest)"
         )
         assert "triggers[*]" in packer["replace_on_changes"]
 
@@ -142,11 +157,11 @@ def test_values_reach_commands_through_the_environment_never_the_shell_string():
 
     def check(_: Any) -> None:
         commands = {n: r for n, r in REGISTERED.items() if r.get("type") == "command:local:Command"}
-        assert len(commands) == 6, sorted(commands)
+        assert len(commands) == 11, sorted(commands)  # upstream, tag export, 4 base steps, verify, 4 top steps
         for name, resource in commands.items():
             script = resource["inputs"]["create"]
             for value in resource["inputs"]["environment"].values():
-                if isinstance(value, str) and len(value) > 3 and value not in ("1",):
+                if isinstance(value, str) and len(value) > 4 and value not in ("1",):
                     assert value not in script, f"{name} formats {value!r} into its shell string"
 
     return outputs["entry"].apply(check)

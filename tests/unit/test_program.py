@@ -106,6 +106,8 @@ def images_of(program: dict[str, Any]) -> pulumi.Output:
 
 
 def named(suffix: str) -> dict[str, Any]:
+    if suffix in RESOURCES:
+        return RESOURCES[suffix]
     matches = [r for n, r in RESOURCES.items() if n.endswith(suffix)]
     assert len(matches) == 1, f"one resource named *{suffix}, found {sorted(RESOURCES)}"
     return matches[0]
@@ -121,8 +123,8 @@ def test_the_local_stack_publishes_the_working_tree_with_absolute_paths(project:
         assert entry["formats"]["qcow2"]["path"] == str(
             project / f".state/registry/{version}/debian-12-{version}.qcow2"
         )
-        assert not named("-publish")["protect"], "a development version is not protected"
-        packer = named(f"{version}-packer")
+        assert not RESOURCES[f"{version}-publish"]["protect"], "a development version is not protected"
+        packer = RESOURCES[f"{version}-packer"]
         assert packer["parent"].endswith(f"ImageBuild::{version}"), "the build step is a child of its ImageBuild"
 
     return images_of(program).apply(check)
