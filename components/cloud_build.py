@@ -34,6 +34,8 @@ class NativeImageBuildArgs(TypedDict, total=False):
     """The stack's tag prefix: a gallery version is the X.Y.Z after it."""
     aws: AwsSettings
     azure: AzureSettings
+    playbook: str
+    """The one stage's playbook under ansible/ (settings refuse more than one stage for native builds)."""
 
 
 class NativeImageBuild(pulumi.ComponentResource):
@@ -87,6 +89,8 @@ class NativeImageBuild(pulumi.ComponentResource):
                 "azure_marketplace": market,
                 "image_name": args["image_name"],
             }
+        if args.get("playbook", "site.yml") != "site.yml":
+            variables["playbook"] = args["playbook"]  # left out at the default: existing builds keep their inputs
         build = python_step(
             f"{name}-{target}-packer",
             CloudBuildRequest,

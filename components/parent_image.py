@@ -22,6 +22,8 @@ class ParentImageArgs(TypedDict):
     """The version whose next stage boots the parent."""
     rebuild_with: Sequence[pulumi.Input]
     """The child build's triggers: the parent is checked again whenever the child is rebuilt."""
+    after: Sequence[pulumi.Resource]
+    """What publishes the parent in this run, if anything: the check waits for it."""
 
 
 class ParentImage(pulumi.ComponentResource):
@@ -44,7 +46,7 @@ class ParentImage(pulumi.ComponentResource):
                 "child": args["child"],
             },
             triggers=[args["stage"], args["version"], *args["rebuild_with"]],
-            opts=pulumi.ResourceOptions(parent=self),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=list(args["after"])),
         )
         result = step_result(check, ParentResult)
         self.path = result.apply(lambda r: r.path)

@@ -99,6 +99,7 @@ class Pipeline:
                 "tag_prefix": s.tag_prefix,
                 "aws": s.aws,
                 "azure": s.azure,
+                "playbook": s.stages[-1].playbook,
             },
         )
 
@@ -153,8 +154,8 @@ class Pipeline:
                     "version": plan.version,
                     "child": version.name,
                     "rebuild_with": rebuild,
+                    "after": [builder] if builder else [],
                 },
-                pulumi.ResourceOptions(depends_on=[builder] if builder else None),
             )
             below = Parent(parent.path, parent.sha256, parent.source, parent.chain)
         return self.top_build(version, source, below, chain)

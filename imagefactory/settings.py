@@ -169,6 +169,14 @@ def validate(raw: dict[str, Any], project_root: Path | None = None) -> Settings:
                     f"imagefactory:releases lists {tag}, a pre-release; an Azure gallery version is X.Y.Z only, "
                     "so a release candidate cannot be told from its release there: publish it from a local stack"
                 )
+    stages = _stages(get("stages", [s.to_json() for s in defaults.stages]), project_root)
+    native = (aws is not None and aws.mode == "native") or (azure is not None and azure.mode == "native")
+    if native and len(stages) > 1:
+        raise FactoryError(
+            f"imagefactory:stages has {len(stages)} stages, and imagefactory:{target}.mode is native, which builds "
+            "one stage in the cloud; use mode import (every stage is built and checked here, the top one is "
+            "imported), or set imagefactory:stages to [{name: image, playbook: single-stage.yml}]"
+        )
     if azure is not None and azure.mode == "import" and "vhd" not in formats:
         raise FactoryError("imagefactory:formats has no vhd; the azure target's import mode imports the VHD: add vhd")
     return Settings(
@@ -186,7 +194,7 @@ def validate(raw: dict[str, Any], project_root: Path | None = None) -> Settings:
         accelerator=_one_of("accelerator", get("accelerator", "auto"), ACCELERATORS),
         build_timeout_minutes=_int_in("buildTimeoutMinutes", get("buildTimeoutMinutes", 60), 5, 24 * 60),
         image_name=_image_name(get("imageName", defaults.image_name)),
-        stages=_stages(get("stages", [s.to_json() for s in defaults.stages]), project_root),
+        stages=stages,
         aws=aws,
         azure=azure,
     )

@@ -50,7 +50,7 @@ def test_an_unreachable_upstream_without_fallback_stops_the_release(tmp_path: Pa
 
 def test_a_packer_failure_stops_the_release_and_keeps_no_image(tmp_path: Path, released: Project) -> None:
     def break_the_playbook(path: Path) -> None:
-        site = path / "ansible" / "site.yml"
+        site = path / "ansible" / "base.yml"  # the first stage: nothing below it is built
         site.write_text(
             site.read_text().replace(
                 "  roles:\n",

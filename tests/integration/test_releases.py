@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -66,8 +67,9 @@ def snapshot(folder: Path) -> dict[str, tuple[int, int, str]]:
 @pytest.fixture(scope="module")
 def two_releases(tmp_path_factory: pytest.TempPathFactory) -> Project:
     project = new_project(tmp_path_factory.mktemp("releases") / "project", quick_baseline, tag="release-0.1.0")
-    motd = project.path / "ansible" / "roles" / "release" / "templates" / "release.j2"
-    motd.write_text(motd.read_text() + "# second release\n")
+    # The second release changes a functional role only: it boots release-0.1.0's published base.
+    functional = project.path / "ansible" / "roles" / "health" / "templates" / "health.py.j2"
+    functional.write_text(functional.read_text() + "# second release\n")
     git(project.path, "commit", "-qam", "second release")
     git(project.path, "tag", "release-0.2.0")
     project.config("buildWorkingTree", "false")
@@ -86,6 +88,9 @@ def test_publishing_a_second_release_leaves_the_first_untouched(two_releases: Pr
     # `pulumi preview --json` lists unchanged resources only in its summary.
     assert {op for name, op in ops.items() if name.startswith("release-0.1.0")} <= {"same"}, ops
     assert ops["release-0.2.0-packer"] == "create"
+    # Only the top stage builds: the base's recipe is unchanged, so 0.2.0 boots 0.1.0's base.
+    assert ops["release-0.2.0-parent-verify"] == "create"
+    assert not [name for name in ops if name.startswith("base-release-0.2.0")], ops
 
     # Faults on the way: killed during Packer, then during the conversions; each time nothing of
     # 0.2.0 is published, nothing of the run survives, and the next plain `make release` goes on.
@@ -110,6 +115,9 @@ def test_publishing_a_second_release_leaves_the_first_untouched(two_releases: Pr
     assert images["release-0.1.0"]["commit"] == git(project.path, "rev-parse", "release-0.1.0")
     index = project.registry_index()["versions"]
     assert {v: e["commit"] for v, e in index.items()} == {v: i["commit"] for v, i in images.items()}
+    bases = [image["chain"][1] for image in (images["release-0.1.0"], images["release-0.2.0"])]
+    assert bases[0] == bases[1] and bases[0]["version"] == "release-0.1.0", "one base, built once, under both"
+    assert images["release-0.2.0"]["chain"][2]["recipe"] != images["release-0.1.0"]["chain"][2]["recipe"]
 
 
 def test_moving_a_released_tag_is_refused_before_anything_is_built(two_releases: Project) -> None:
@@ -221,6 +229,9 @@ def test_a_release_is_built_wholly_from_its_tag(two_releases: Project) -> None:
             ("workDir", ".state/rebuild/work"),
         ):
             rebuild.config(key, value)
+        # The new registry starts with the published base stage only (as a second builder sharing
+        # the base would): the rebuild re-verifies it and builds the functional stage from the tag.
+        shutil.copytree(project.path / ".state/registry/stages", project.path / ".state/rebuild/registry/stages")
         rebuild.pulumi("config", "set", "--path", "imagefactory:releases[0]", "release-0.1.0")
         rebuild.pulumi("up", "--yes", "--skip-preview")
         again = rebuild.outputs()["images"]["release-0.1.0"]
@@ -231,6 +242,7 @@ def test_a_release_is_built_wholly_from_its_tag(two_releases: Project) -> None:
     assert {f: e["sha256"] for f, e in again["formats"].items()} == {
         f: e["sha256"] for f, e in first["formats"].items()
     }
+    assert again["chain"] == first["chain"], "the same chain of custody, link for link"
     descriptor = ova_descriptor(Path(again["formats"]["ova"]["path"]))
     assert "changed in the checkout" not in descriptor and "<Annotation>release-0.1.0" in descriptor
 

@@ -201,3 +201,71 @@ def test_no_command_input_names_a_host_fact():
                 )
 
     return outputs["entry"].apply(check)
+
+
+RELEASE2 = Version("release-0.2.0", "c" * 40, True, 1735689700)
+
+
+def build_versions(chains: dict[str, VersionChain], planned: list[Version]) -> pulumi.Output:
+    from components.release import Pipeline
+
+    settings = validate({"upstreamUrl": "/nope.qcow2", "formats": ["raw", "qcow2"], "registryDir": "/registry"})
+    pipeline = Pipeline(settings, working_tree_digest="d" * 64, chains=chains)
+    return pulumi.Output.all(*pipeline.release(planned, pipeline.upstream()).values())
+
+
+@pulumi.runtime.test
+def test_each_stage_runs_its_own_playbook_and_the_base_is_published_in_its_own_registry():
+    outputs = build_pipeline(DEV)
+
+    def check(_: Any) -> None:
+        base = REGISTERED["base-dev-0123456789ab-packer"]["inputs"]["environment"]
+        top = REGISTERED["dev-0123456789ab-packer"]["inputs"]["environment"]
+        assert (base["PLAYBOOK"], base["IMAGE_STAGE"]) == ("base.yml", "base")
+        assert (top["PLAYBOOK"], top["IMAGE_STAGE"]) == ("site.yml", "functional")
+        assert base["UPSTREAM_SHA256"] == "u" * 64, "the base boots the verified upstream"
+        assert top["UPSTREAM_SHA256"] == "p" * 64, "the top boots the base, as re-verified by its parent step"
+        assert base["WORK_DIR"] == "/srv/factory/stages/base"
+        convert = REGISTERED["base-dev-0123456789ab-convert"]["inputs"]["environment"]
+        assert (convert["FORMATS"], convert["STAGE_KEY"]) == ("qcow2", "sha256:key-base")
+        publish = REGISTERED["base-dev-0123456789ab-publish"]
+        assert publish["inputs"]["environment"]["REGISTRY"] == "/registry/stages/base"
+        assert not publish["inputs"].get("delete"), "a parent stage is never retired with its resources"
+        verify = REGISTERED["dev-0123456789ab-parent-verify"]
+        assert verify["inputs"]["environment"]["PARENT_VERSION"] == "dev-0123456789ab"
+        assert "d" * 64 in verify["inputs"]["triggers"], "the parent is checked again whenever the top rebuilds"
+        assert any(urn.endswith("::base-dev-0123456789ab-publish") for urn in verify["dependencies"]), verify[
+            "dependencies"
+        ]
+
+    return outputs["entry"].apply(check)
+
+
+@pulumi.runtime.test
+def test_a_version_whose_base_recipe_is_unchanged_boots_the_base_of_the_older_version():
+    outputs = build_versions(
+        {RELEASE.name: chain_building(RELEASE), RELEASE2.name: chain_building(RELEASE2, builder=RELEASE.name)},
+        [RELEASE, RELEASE2],
+    )
+
+    def check(_: Any) -> None:
+        assert not [name for name in REGISTERED if name.startswith("base-release-0.2.0")], sorted(REGISTERED)
+        verify = REGISTERED["release-0.2.0-parent-verify"]
+        assert verify["inputs"]["environment"]["PARENT_VERSION"] == "release-0.1.0"
+        assert any(urn.endswith("::base-release-0.1.0-publish") for urn in verify["dependencies"]), (
+            "release-0.2.0 waits for the base that release-0.1.0 publishes"
+        )
+
+    return outputs.apply(check)
+
+
+@pulumi.runtime.test
+def test_a_base_published_before_is_only_re_verified():
+    outputs = build_versions({DEV.name: chain_building(DEV, builder=RELEASE.name, published=True)}, [DEV])
+
+    def check(_: Any) -> None:
+        assert not [name for name in REGISTERED if name.startswith("base-")], sorted(REGISTERED)
+        verify = REGISTERED["dev-0123456789ab-parent-verify"]
+        assert verify["inputs"]["environment"]["PARENT_VERSION"] == "release-0.1.0"
+
+    return outputs.apply(check)

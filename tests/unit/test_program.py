@@ -185,9 +185,12 @@ def test_native_builds_give_an_entry_the_launch_template_reads(
 ) -> None:
     @pulumi.runtime.test
     def run():  # type: ignore[no-untyped-def]  # a Pulumi test returns an Output
-        program = run_program(project, stack_config(stack, **overrides))
+        one_stage = [{"name": "image", "playbook": "single-stage.yml"}]
+        program = run_program(project, stack_config(stack, stages=one_stage, **overrides))
 
         def check(images: dict[str, dict]) -> None:
+            packer = next(r for n, r in RESOURCES.items() if n.endswith(f"-{stack}-packer"))
+            assert json.loads(packer["inputs"]["environment"]["PACKER_VARIABLES"])["playbook"] == "single-stage.yml"
             entry = next(iter(images.values()))
             if key == "aws":
                 assert entry["aws"] == expected
