@@ -416,6 +416,10 @@ def command(args: argparse.Namespace) -> None:
     elif args.command == "verify":
         for version in verify(args.registry, args.version or None):
             print(f"{version}: every file matches SHA256SUMS and the manifest")
+        stages = args.registry / "stages"
+        for stage in sorted(stages.iterdir()) if not args.version and stages.is_dir() else []:
+            for version in verify(stage, None):
+                print(f"stage {stage.name} {version}: every file matches SHA256SUMS and the manifest")
     else:
         print("\n".join(sorted(read_index(args.registry)["versions"])))
 

@@ -178,7 +178,9 @@ def build_once(
     label: str, base: Path, version: versions.Version, up: upstream.Upstream, cache: Path, source: Path
 ) -> dict[str, object]:
     start = time.monotonic()
-    built = build.build(build.request_for(version, up, source, base / label), "auto", 60, cache)
+    # Every role in one stage: the same roles as the base + functional chain, built twice.
+    request = build.request_for(version, up, source, base / label, playbook="single-stage.yml")
+    built = build.build(request, "auto", 60, cache)
     out = base / label / "formats"
     produced = formats.produce(
         Path(built.raw), out, "debian-12", version.name, ["raw", "qcow2", "vhd", "vmdk", "ova"], version.commit_time

@@ -288,3 +288,15 @@ def test_ancestry_proves_each_link_and_shows_a_newer_parent(tmp_path: Path) -> N
     path.write_bytes(b"swapped")
     with pytest.raises(FactoryError, match=f"{path} does not match the chain: the child booted sha256:"):
         ancestry.ancestry(top, "release-0.2.0")
+
+
+def test_make_verify_checks_the_stage_registries_too(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    top = tmp_path / "reg"
+    publish_stage(top, "base", "release-0.1.0", b"base disk", "k1", tmp_path)
+    assert registry.main(["verify", "--registry", str(top)]) == 0
+    assert "stage base release-0.1.0: every file matches SHA256SUMS and the manifest" in capsys.readouterr().out
+    path = stages.stage_registry(top, "base") / "release-0.1.0" / "img-base-release-0.1.0.qcow2"
+    path.chmod(0o644)
+    path.write_bytes(b"changed")
+    assert registry.main(["verify", "--registry", str(top)]) == 1
+    assert f"{path}: expected sha256:" in capsys.readouterr().err
