@@ -174,7 +174,7 @@ def build(opts: BuildRequest, accelerator_choice: str, timeout_minutes: int, cac
         variables = {
             "image_version": version,
             "image_commit": opts.commit,
-            "upstream_path": str(upstream),
+            "upstream_path": str(upstream.resolve()),  # Packer runs in packer/: never a relative path
             "upstream_checksum": f"sha256:{opts.upstream_sha256}",
             "output_directory": str(output),
             "disk_size_mib": str(opts.disk_size_mib),
