@@ -90,6 +90,9 @@ def test_a_failed_seal_check_blocks_the_release(tmp_path: Path, released: Projec
         )
 
     project = new_project(tmp_path / "project", leave_host_keys)
+    # One stage is enough to prove the gate: every stage runs the same seal check.
+    project.pulumi("config", "set", "--path", "imagefactory:stages[0].name", "image")
+    project.pulumi("config", "set", "--path", "imagefactory:stages[0].playbook", "site.yml")
     result = project.pulumi("up", "--yes", "--skip-preview", check=False)
     assert result.returncode != 0
     assert "seal check FAILED: ssh-hostkeys: /etc/ssh/ssh_host_" in result.stdout

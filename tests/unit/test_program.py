@@ -231,3 +231,50 @@ def test_every_import_target_entry_is_launchable(project: Path):
             assert_launchable(target, entry)
 
     return pulumi.Output.all(*entries.values()).apply(check)
+
+
+def test_a_preview_says_which_stages_build_and_which_parent_is_outdated(
+    project: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The program plans each version's stages from the registry: a published base with the same
+    key is reused (never rebuilt), and a newer base in the registry is reported."""
+    from imagefactory import stages
+    from imagefactory.upstream import stage0_recipe_digest
+
+    config = stack_config("local")
+    upstream = stages.upstream_key(
+        config["imagefactory:upstreamUrl"],
+        config["imagefactory:upstreamChecksum"],
+        config["imagefactory:upstreamFallback"],
+        stage0_recipe_digest(),
+    )
+    recipes = [stages.working_tree_recipe(project, stage) for stage in stages.DEFAULT_STAGES]
+    key = stages.stage_keys(upstream, stages.DEFAULT_STAGES, recipes)[0]
+    registry = tmp_path / "registry"
+    index = {
+        "versions": {
+            "release-0.1.0": {"stage_key": key, "published_at": "2026-01-01T00:00:00Z"},
+            "release-0.3.0": {"stage_key": "sha256:another", "published_at": "2026-02-01T00:00:00Z"},
+        }
+    }
+    (registry / "stages" / "base").mkdir(parents=True)
+    (registry / "stages" / "base" / "index.json").write_text(json.dumps(index))
+    said: list[str] = []
+    monkeypatch.setattr(pulumi.log, "info", lambda message, *a, **k: said.append(message))
+    monkeypatch.setattr(pulumi.log, "warn", lambda message, *a, **k: said.append(f"warning: {message}"))
+
+    @pulumi.runtime.test
+    def run():  # type: ignore[no-untyped-def]  # a Pulumi test returns an Output
+        program = run_program(project, {**config, "imagefactory:registryDir": str(registry)})
+
+        def check(images: dict[str, dict]) -> None:
+            version = next(iter(images))
+            assert f"{version}: stage base reuses base release-0.1.0 (published)" in said, said
+            assert f"warning: functional {version} is built on base release-0.1.0; base release-0.3.0 is newer" in said
+            assert not [name for name in RESOURCES if name.startswith("base-")], "a published base is not rebuilt"
+            verify = RESOURCES[f"{version}-parent-verify"]["inputs"]["environment"]
+            assert (verify["PARENT_STAGE"], verify["PARENT_VERSION"]) == ("base", "release-0.1.0")
+
+        return images_of(program).apply(check)
+
+    run()
