@@ -82,12 +82,6 @@ def test_a_failed_seal_check_blocks_the_release(tmp_path: Path, released: Projec
             .replace("baseline_packages_enabled: true", "baseline_packages_enabled: false")
             .replace("baseline_timesync_enabled: true", "baseline_timesync_enabled: false")
         )
-        hardening = path / "ansible" / "roles" / "hardening" / "defaults" / "main.yml"
-        hardening.write_text(
-            hardening.read_text().replace(
-                "hardening_password_policy_enabled: true", "hardening_password_policy_enabled: false"
-            )
-        )
 
     project = new_project(tmp_path / "project", leave_host_keys)
     # One stage is enough to prove the gate: every stage runs the same seal check.
