@@ -27,3 +27,13 @@ app = LaunchTemplate(
 )
 pulumi.export("imageVersion", version)
 pulumi.export("launch", app.launch)
+# Where the machines came from: the upstream, then each stage of the image (see README, Multi-stage).
+pulumi.export(
+    "builtOn",
+    image.apply(
+        lambda entry: [
+            f"{link['stage']} {link.get('version') or link.get('source')} sha256:{link.get('sha256') or link.get('sealed_raw_sha256')}"
+            for link in entry.get("chain", [])
+        ]
+    ),
+)

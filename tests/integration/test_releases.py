@@ -179,6 +179,8 @@ def test_an_application_launches_by_version_and_upgrades_by_turn_and_burn(two_re
         app.run("up", "--yes", "--skip-preview")
         first = app.launch()
         assert first["reported_version"] == "release-0.1.0"
+        built_on = json.loads(app.run("stack", "output", "--json").stdout)["builtOn"]
+        assert [line.split()[0] for line in built_on] == ["upstream", "base", "functional"], built_on
         assert Path(f"/proc/{first['pid']}").exists()
 
         app.use("release-0.2.0")
