@@ -27,13 +27,15 @@ app = LaunchTemplate(
 )
 pulumi.export("imageVersion", version)
 pulumi.export("launch", app.launch)
-# Where the machines came from: the upstream, then each stage of the image (see README, Multi-stage).
-pulumi.export(
-    "builtOn",
-    image.apply(
-        lambda entry: [
-            f"{link['stage']} {link.get('version') or link.get('source')} sha256:{link.get('sha256') or link.get('sealed_raw_sha256')}"
-            for link in entry.get("chain", [])
-        ]
-    ),
-)
+
+
+def built_on(entry: dict) -> list[str]:
+    """Where the machines came from: the upstream, then each stage of the image (README, Multi-stage)."""
+    lines = []
+    for link in entry.get("chain", []):
+        digest = link.get("sha256") or link.get("sealed_raw_sha256")
+        lines.append(f"{link['stage']} {link.get('version') or link.get('source')} sha256:{digest}")
+    return lines
+
+
+pulumi.export("builtOn", image.apply(built_on))
