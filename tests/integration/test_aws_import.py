@@ -21,10 +21,6 @@ import base64
 import hashlib
 import math
 import os
-import socket
-import subprocess
-import sys
-import time
 import urllib.parse
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -49,37 +45,19 @@ NO_RETRIES = Config(retries={"mode": "standard", "max_attempts": 1})
 
 
 @pytest.fixture(scope="module")
-def moto_endpoint() -> Iterator[str]:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    endpoint = f"http://127.0.0.1:{port}"
-    server = subprocess.Popen(
-        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        for _ in range(100):
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-                break
-            except OSError:
-                time.sleep(0.1)
-        with pytest.MonkeyPatch.context() as env:
-            for key in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_DEFAULT_PROFILE"):
-                env.delenv(key, raising=False)
-            env.setenv("AWS_ACCESS_KEY_ID", "testing")
-            env.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-            env.setenv("AWS_CONFIG_FILE", os.devnull)
-            env.setenv("AWS_SHARED_CREDENTIALS_FILE", os.devnull)
-            env.setenv("AWS_EC2_METADATA_DISABLED", "true")
-            env.setenv("AWS_ENDPOINT_URL", endpoint)  # a client made without endpoint_url goes to moto too
-            env.setenv("NO_PROXY", "127.0.0.1")
-            yield endpoint
-    finally:
-        server.terminate()
-        server.wait(timeout=10)
+def moto_endpoint(moto_server: str) -> Iterator[str]:
+    """moto's server, and an environment in which every AWS client goes to it with test keys."""
+    with pytest.MonkeyPatch.context() as env:
+        for key in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_DEFAULT_PROFILE"):
+            env.delenv(key, raising=False)
+        env.setenv("AWS_ACCESS_KEY_ID", "testing")
+        env.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+        env.setenv("AWS_CONFIG_FILE", os.devnull)
+        env.setenv("AWS_SHARED_CREDENTIALS_FILE", os.devnull)
+        env.setenv("AWS_EC2_METADATA_DISABLED", "true")
+        env.setenv("AWS_ENDPOINT_URL", moto_server)  # a client made without endpoint_url goes to moto too
+        env.setenv("NO_PROXY", "127.0.0.1")
+        yield moto_server
 
 
 @dataclass
