@@ -17,6 +17,7 @@ from components import config
 from components.release import Pipeline
 from imagefactory import host, registry, sources, stages, versions
 from imagefactory.errors import FactoryError
+from imagefactory.upstream import stage0_recipe_digest
 
 ROOT = Path(__file__).resolve().parent
 settings = config.load(ROOT)
@@ -38,24 +39,24 @@ try:
                 "imageName": settings.image_name,
             },
         )
-    chains: dict[str, stages.VersionChain] = {}
-    if not Pipeline(settings, "").native:
-        from imagefactory.upstream import stage0_recipe_digest
+    native = Pipeline(settings, "").native
 
-        def stage_index(stage: str) -> dict:
-            return registry.read_index(stages.stage_registry(registry_path, stage))
+    def stage_index(stage: str) -> dict:
+        """A stage's published versions: the local registry's (a native chain has no local registry:
+        its parents are built by the versions this stack plans)."""
+        return {"versions": {}} if native else registry.read_index(stages.stage_registry(registry_path, stage))
 
-        key = stages.upstream_key(
-            settings.upstream_url, settings.upstream_checksum, settings.upstream_fallback, stage0_recipe_digest()
-        )
-        chains = stages.plan_chains(ROOT, planned, settings.stages, key, stage_index)
-        for name, chain in chains.items():
-            for plan in chain.parents:
-                verb = "builds" if plan.builds else "reuses"
-                where = "" if plan.builds else (" (published)" if plan.published else " (built in this run)")
-                pulumi.log.info(f"{name}: stage {plan.stage.name} {verb} {plan.stage.name} {plan.version}{where}")
-        for note in stages.outdated_parents(chains, settings.stages[-1].name, stage_index):
-            pulumi.log.warn(note)
+    key = stages.upstream_key(
+        settings.upstream_url, settings.upstream_checksum, settings.upstream_fallback, stage0_recipe_digest()
+    )
+    chains = stages.plan_chains(ROOT, planned, settings.stages, key, stage_index)
+    for name, chain in chains.items():
+        for plan in chain.parents:
+            verb = "builds" if plan.builds else "reuses"
+            where = "" if plan.builds else (" (published)" if plan.published else " (built in this run)")
+            pulumi.log.info(f"{name}: stage {plan.stage.name} {verb} {plan.stage.name} {plan.version}{where}")
+    for note in stages.outdated_parents(chains, settings.stages[-1].name, stage_index):
+        pulumi.log.warn(note)
     pipeline = Pipeline(settings, working_tree_digest=sources.tree_digest(ROOT), chains=chains)
 except FactoryError as exc:
     raise pulumi.RunError(str(exc)) from None

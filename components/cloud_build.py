@@ -35,7 +35,12 @@ class NativeImageBuildArgs(TypedDict, total=False):
     aws: AwsSettings
     azure: AzureSettings
     playbook: str
-    """The one stage's playbook under ansible/ (settings refuse more than one stage for native builds)."""
+    """The stage's playbook under ansible/."""
+    stage: str
+    """The stage's name in a chain of more than one (tagged ImageStage); left out for one stage."""
+    parent: tuple[str, str, NativeImageBuild]
+    """AWS: (stage, version, build) of the stage below; its AMI is this build's source, found by its
+    ImageVersion and ImageStage tags among the account's own images (owner pinned to self)."""
 
 
 class NativeImageBuild(pulumi.ComponentResource):
@@ -47,7 +52,23 @@ class NativeImageBuild(pulumi.ComponentResource):
     def __init__(self, name: str, args: NativeImageBuildArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("imagefactory:cloud:NativeImageBuild", name, None, opts)
         target = args["target"]
-        if target == "aws":
+        parent = args.get("parent")
+        variables: dict[str, object]
+        if target == "aws" and parent is not None:
+            settings = args["aws"]
+            parent_stage, parent_version, parent_build = parent
+            self.upstream = parent_build.result.apply(lambda r: r["amis"][settings.region])
+            variables = {
+                "aws_region": settings.region,
+                "aws_copy_regions": list(settings.copy_regions),
+                "aws_source_ami_owner": "self",
+                "aws_source_ami_name": "",
+                "aws_source_ami_tags": {"ImageVersion": parent_version, "ImageStage": parent_stage},
+                "aws_instance_type": settings.instance_type,
+                "aws_deprecate_at": deprecation_time(args["build_time"], settings.deprecate_after_days),
+                "image_name": args["image_name"],
+            }
+        elif target == "aws":
             import pulumi_aws as aws
 
             settings = args["aws"]
@@ -64,7 +85,7 @@ class NativeImageBuild(pulumi.ComponentResource):
                 opts=pulumi.InvokeOptions(parent=self),
             )
             self.upstream = source.id
-            variables: dict[str, object] = {
+            variables = {
                 "aws_region": settings.region,
                 "aws_copy_regions": list(settings.copy_regions),
                 "aws_source_ami_owner": owner,
@@ -89,8 +110,11 @@ class NativeImageBuild(pulumi.ComponentResource):
                 "azure_marketplace": market,
                 "image_name": args["image_name"],
             }
+        # Left out at their defaults: the inputs of builds made before stages existed stay the same.
         if args.get("playbook", "site.yml") != "site.yml":
-            variables["playbook"] = args["playbook"]  # left out at the default: existing builds keep their inputs
+            variables["playbook"] = args["playbook"]
+        if args.get("stage"):
+            variables["image_stage"] = args["stage"]
         build = python_step(
             f"{name}-{target}-packer",
             CloudBuildRequest,
@@ -105,7 +129,12 @@ class NativeImageBuild(pulumi.ComponentResource):
                 "variables": json.dumps(variables, sort_keys=True),
             },
             triggers=[args["version"], args["commit"], self.upstream, json.dumps(variables, sort_keys=True)],
-            opts=pulumi.ResourceOptions(parent=self, protect=args["is_release"], retain_on_delete=args["is_release"]),
+            opts=pulumi.ResourceOptions(
+                parent=self,
+                protect=args["is_release"],
+                retain_on_delete=args["is_release"],
+                depends_on=[parent[2]] if parent else None,
+            ),
         )
         self.result = step_result(build, dict)
         self.register_outputs({"upstream": self.upstream, "result": self.result})

@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pulumi
 
@@ -63,10 +64,11 @@ class Pipeline:
         """Each planned version's `images` entry, by version name."""
         images: dict[str, pulumi.Output] = {}
         published: dict[tuple[str, str], ImageRelease] = {}
+        built: dict[tuple[str, str], Any] = {}
         for version in planned:
             source = ReleaseVersion(version.name, {"version": version, "sources_dir": str(self.work_dir / "sources")})
             if upstream is None:
-                images[version.name] = self.native_build(version, source)
+                images[version.name] = self.native_build(version, source, built)
             else:
                 images[version.name] = self.local_build(version, source, upstream, published)
         return images
@@ -79,28 +81,55 @@ class Pipeline:
             raise ValueError(f"no stage chain was planned for {version.name}")
         return stages.VersionChain(recipes=[""], keys=[""], parents=[])
 
-    def native_build(self, version: versions.Version, source: ReleaseVersion) -> pulumi.Output[ImageEntry]:
-        from components.cloud_build import NativeImageBuild
+    def native_build(
+        self, version: versions.Version, source: ReleaseVersion, built: dict[tuple[str, str], Any] | None = None
+    ) -> pulumi.Output[ImageEntry]:
+        """Every stage in the cloud, bottom first (AWS): a parent stage is an AMI tagged ImageStage,
+        and its child starts from it; the oldest version with a stage's key builds it."""
+        from components.cloud_build import NativeImageBuild, NativeImageBuildArgs
 
         s = self.settings
+        built = {} if built is None else built
         built_at = versions.iso_time(version.commit_time)
+        common: NativeImageBuildArgs = {
+            "target": s.target,
+            "version": version.name,
+            "is_release": version.is_release,
+            "commit": version.commit,
+            "build_epoch": version.commit_time,
+            "build_time": built_at,
+            "source_dir": source.source_dir,
+            "work_dir": str(self.work_dir),
+            "tag_prefix": s.tag_prefix,
+            "aws": s.aws,
+            "azure": s.azure,
+        }
+        below: tuple[str, str, NativeImageBuild] | None = None
+        chained = len(s.stages) > 1
+        for number, stage in enumerate(s.stages[:-1]):
+            plan = self.chain_of(version).parents[number]
+            if plan.builds:
+                built[(stage.name, plan.version)] = NativeImageBuild(
+                    f"{stage.name}-{version.name}",
+                    NativeImageBuildArgs(
+                        **common,
+                        image_name=f"{s.image_name}-{stage.name}",
+                        playbook=stage.playbook,
+                        stage=stage.name,
+                        **({"parent": below} if below else {}),
+                    ),
+                )
+            below = (stage.name, plan.version, built[(stage.name, plan.version)])
+        top = s.stages[-1]
         build = NativeImageBuild(
             version.name,
-            {
-                "target": s.target,
-                "version": version.name,
-                "is_release": version.is_release,
-                "commit": version.commit,
-                "build_epoch": version.commit_time,
-                "build_time": built_at,
-                "source_dir": source.source_dir,
-                "work_dir": str(self.work_dir),
-                "image_name": s.image_name,
-                "tag_prefix": s.tag_prefix,
-                "aws": s.aws,
-                "azure": s.azure,
-                "playbook": s.stages[-1].playbook,
-            },
+            NativeImageBuildArgs(
+                **common,
+                image_name=s.image_name,
+                playbook=top.playbook,
+                **({"stage": top.name} if chained else {}),
+                **({"parent": below} if below else {}),
+            ),
         )
 
         def entry(result: dict, upstream: str) -> ImageEntry:

@@ -47,12 +47,7 @@ source "amazon-ebs" "aws" {
   region        = var.aws_region
   instance_type = var.aws_instance_type
   source_ami_filter {
-    filters = {
-      name                = var.aws_source_ami_name
-      architecture        = "x86_64"
-      virtualization-type = "hvm"
-      root-device-type    = "ebs"
-    }
+    filters     = local.aws_source_filters
     owners      = [var.aws_source_ami_owner]
     most_recent = true
   }

@@ -127,15 +127,27 @@ variable "aws_source_ami_owner" {
   description = "Account that must own the source AMI (the Debian cloud team's by default); never empty."
   default     = "136693071363"
   validation {
-    condition     = can(regex("^([0-9]{12}|amazon|aws-marketplace)$", var.aws_source_ami_owner))
-    error_message = "The aws_source_ami_owner must be a 12-digit account id, amazon or aws-marketplace."
+    condition     = can(regex("^([0-9]{12}|amazon|aws-marketplace|self)$", var.aws_source_ami_owner))
+    error_message = "The aws_source_ami_owner must be a 12-digit account id, amazon, aws-marketplace or self (a parent stage)."
   }
 }
 
 variable "aws_source_ami_name" {
   type        = string
-  description = "Name filter of the source AMI."
+  description = "Name filter of the source AMI; empty when the source is found by its tags."
   default     = "debian-12-amd64-*"
+}
+
+variable "aws_source_ami_tags" {
+  type        = map(string)
+  description = "Tag filters of the source AMI: a parent stage's ImageVersion and ImageStage."
+  default     = {}
+}
+
+variable "image_stage" {
+  type        = string
+  description = "The stage of a multi-stage chain, tagged ImageStage on the image; empty for one stage."
+  default     = ""
 }
 
 variable "aws_instance_type" {

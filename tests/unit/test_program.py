@@ -278,3 +278,41 @@ def test_a_preview_says_which_stages_build_and_which_parent_is_outdated(
         return images_of(program).apply(check)
 
     run()
+
+
+def test_an_aws_native_chain_builds_the_functional_ami_from_the_base_ami_found_by_its_tags(project: Path) -> None:
+    """Native AWS, two stages: the base is an AMI tagged ImageStage=base; the functional build's
+    source filter is that AMI's ImageVersion and ImageStage tags among the account's own images."""
+    config = stack_config(
+        "aws", releases=["release-0.1.0"], buildWorkingTree=False, aws={"mode": "native", "region": "eu-west-1"}
+    )
+
+    @pulumi.runtime.test
+    def run():  # type: ignore[no-untyped-def]  # a Pulumi test returns an Output
+        program = run_program(project, config)
+
+        def check(images: dict[str, dict]) -> None:
+            base = json.loads(RESOURCES["base-release-0.1.0-aws-packer"]["inputs"]["environment"]["PACKER_VARIABLES"])
+            top = json.loads(RESOURCES["release-0.1.0-aws-packer"]["inputs"]["environment"]["PACKER_VARIABLES"])
+            assert (base["playbook"], base["image_stage"], base["image_name"]) == ("base.yml", "base", "debian-12-base")
+            assert base["aws_source_ami_owner"] == "136693071363", "the base starts from the pinned Debian AMI"
+            assert "playbook" not in top and top["image_stage"] == "functional"
+            assert (top["aws_source_ami_owner"], top["aws_source_ami_name"]) == ("self", "")
+            assert top["aws_source_ami_tags"] == {"ImageVersion": "release-0.1.0", "ImageStage": "base"}
+            upstream = RESOURCES["release-0.1.0-aws-packer"]["inputs"]["environment"]["UPSTREAM"]
+            assert upstream == "ami-0native", "the functional build's source is the base's AMI"
+            assert RESOURCES["base-release-0.1.0-aws-packer"]["protect"], "a released base is protected"
+            assert images["release-0.1.0"]["aws"] == {"eu-west-1": "ami-0native"}
+
+        return images_of(program).apply(check)
+
+    run()
+
+
+def test_an_azure_native_chain_is_refused_naming_the_modes(project: Path) -> None:
+    from imagefactory.errors import FactoryError
+    from imagefactory.settings import validate
+
+    azure = {"mode": "native", "resourceGroup": "rg", "marketplace": {"version": "0.20250101.0"}}
+    with pytest.raises(FactoryError, match=r"imagefactory:azure.mode is native, which builds one stage"):
+        validate({"target": "azure", "buildWorkingTree": False, "azure": azure, "upstreamUrl": "x"}, project)
