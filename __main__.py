@@ -9,6 +9,7 @@ Flow, one direction only:
     -> output `images`: version -> ImageEntry (imagefactory.steps)
 """
 
+import json
 from pathlib import Path
 
 import pulumi
@@ -49,7 +50,14 @@ try:
     key = stages.upstream_key(
         settings.upstream_url, settings.upstream_checksum, settings.upstream_fallback, stage0_recipe_digest()
     )
-    chains = stages.plan_chains(ROOT, planned, settings.stages, key, stage_index)
+
+    def manifest(version: str) -> dict:
+        path = registry_path / version / "manifest.json"
+        return json.loads(path.read_text()) if path.is_file() else {}
+
+    # A published version keeps the parents its chain names, whatever the registry holds since.
+    pinned = {} if native else stages.pinned_parents(registry.read_index(registry_path), manifest)
+    chains = stages.plan_chains(ROOT, planned, settings.stages, key, stage_index, pinned)
     for name, chain in chains.items():
         for plan in chain.parents:
             verb = "builds" if plan.builds else "reuses"

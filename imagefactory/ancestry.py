@@ -26,6 +26,10 @@ from imagefactory.stages import format_chain, newest_published, outdated, stage_
 
 def check_link(top: Path, link: dict[str, Any]) -> None:
     """A parent stage of a chain: its published file is still the one its child booted."""
+    if not isinstance(link.get("file"), dict) or "version" not in link:
+        raise FactoryError(
+            f"the chain names {link.get('stage')!r} without the file its child booted: it cannot be proven"
+        )
     where = stage_registry(top, link["stage"])
     path = where / link["version"] / link["file"]["name"]
     if not path.is_file():

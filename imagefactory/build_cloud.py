@@ -99,6 +99,9 @@ def build(args: CloudBuildRequest) -> dict[str, object]:
             "output_directory": str(output),
             **json.loads(args.variables),
         }
+        if variables.get("aws_source_ami_tags"):
+            # A parent stage: only the very AMI it built matches, besides its tags and owner.
+            variables["aws_source_ami_id"] = args.upstream
         env = dict(os.environ)
         for name, value in variables.items():
             env[f"PKR_VAR_{name}"] = value if isinstance(value, str) else json.dumps(value)

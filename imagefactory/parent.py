@@ -34,9 +34,14 @@ def resolve_parent(top_registry: Path, stage: str, version: str, child: str) -> 
     manifest_file = folder / "manifest.json"
     if not manifest_file.is_file():
         raise FactoryError(f"{manifest_file} is missing: the parent {stage} {version} of {child} cannot be checked")
-    manifest = json.loads(manifest_file.read_text())
-    item = manifest.get("formats", {}).get(PARENT_FORMAT)
-    if item is None:
+    try:
+        manifest = json.loads(manifest_file.read_text())
+        item = manifest.get("formats", {}).get(PARENT_FORMAT)
+    except (ValueError, AttributeError):
+        raise FactoryError(
+            f"{manifest_file} is not a manifest (damaged); {stage} {version} cannot be checked"
+        ) from None
+    if not isinstance(item, dict) or "file" not in item:
         raise FactoryError(f"stage {stage} {version} has no {PARENT_FORMAT} file, which its child {child} boots")
     path = folder / item["file"]
     published = registry.read_ledger(where).get(version, {}).get("content", {}).get("formats", {}).get(PARENT_FORMAT)

@@ -217,6 +217,12 @@ def publish(registry: Path, staging: Path, version: str) -> ImageEntry:
             if content_key(existing) == content_key(manifest):
                 print(f"registry: {version} is already published with this content", file=sys.stderr)
                 return entry(registry, existing)
+            children = released_children(registry, version)
+            if children:
+                raise FactoryError(
+                    f"stage {registry.name} {version} is the parent of {', '.join(children)}, published, and cannot "
+                    "be replaced: commit the change (a new development version) or tag a release"
+                )
             if not is_dev(version):
                 raise FactoryError(
                     f"{version} is already published with different content (commit "
@@ -260,6 +266,23 @@ def publish(registry: Path, staging: Path, version: str) -> ImageEntry:
         _write_index(registry, index)
     print(f"registry: published {version} in {target}", file=sys.stderr)
     return entry(registry, manifest)
+
+
+def released_children(registry: Path, version: str) -> list[str]:
+    """For a stage registry (<top>/stages/<stage>): the releases of the top registry whose chain of
+    custody names this version of the stage. A development parent of a release never changes."""
+    if registry.parent.name != "stages":
+        return []
+    top, stage = registry.parent.parent, registry.name
+    children = []
+    for name in sorted(read_index(top)["versions"]):
+        manifest = top / name / "manifest.json"
+        if is_dev(name) or not manifest.is_file():
+            continue
+        chain = _read_json(manifest).get("chain", [])
+        if any(link.get("stage") == stage and link.get("version") == version for link in chain[1:-1]):
+            children.append(name)
+    return children
 
 
 def _link_or_copy(src: str, dst: str) -> None:

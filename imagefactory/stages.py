@@ -97,10 +97,27 @@ def playbook_roles(text: str, playbook: str) -> list[str]:
     if not isinstance(plays, list):
         raise FactoryError(f"ansible/{playbook} is not a playbook (a list of plays)")
     roles: list[str] = []
-    for play in plays:
-        for role in (play or {}).get("roles", []) if isinstance(play, dict) else []:
-            name = role if isinstance(role, str) else (role or {}).get("role") or (role or {}).get("name")
-            if isinstance(name, str) and name not in roles:
+    for number, play in enumerate(plays):
+        where = f"ansible/{playbook}, play {number + 1}"
+        if not isinstance(play, dict) or "import_playbook" in play or "ansible.builtin.import_playbook" in play:
+            raise FactoryError(
+                f"{where} is not a play with roles; a stage's playbook lists its roles under `roles:` (its recipe, "
+                "what decides when the stage is rebuilt, is the roles it lists)"
+            )
+        listed = play.get("roles") or []
+        if not isinstance(listed, list):
+            raise FactoryError(f"{where}: roles is {listed!r}; accepted: a list of role names")
+        for role in listed:
+            name = (
+                role
+                if isinstance(role, str)
+                else role.get("role") or role.get("name")
+                if isinstance(role, dict)
+                else None
+            )
+            if not isinstance(name, str):
+                raise FactoryError(f"{where}: {role!r} is not a role; accepted: a role name, or {{role: name}}")
+            if name not in roles:
                 roles.append(name)
     return roles
 
@@ -221,18 +238,27 @@ def plan_parents(
     keys: Mapping[str, list[str]],
     recipes: Mapping[str, list[str]],
     read_index: Callable[[str], Mapping[str, Any]],
+    pinned: Mapping[str, Mapping[str, str]] | None = None,
 ) -> dict[str, list[StagePlan]]:
-    """For every version (oldest first), the plan of each stage below the top one.
+    """For every version (in plan order), the plan of each stage below the top one.
 
-    A parent stage is reused when the registry holds one with the same key; otherwise the oldest
-    version with that key builds it, and the later ones boot what it publishes."""
+    A version already published keeps the parents its manifest's chain names (`pinned`), so the
+    plan of a release never changes. Otherwise a parent stage is reused when the registry holds
+    one with the same key, or else the first planned version with that key builds it and the
+    later ones boot what it publishes."""
     plans: dict[str, list[StagePlan]] = {}
     builders: dict[tuple[str, str], str] = {}
     for version in versions:
         plans[version] = []
         for number, stage in enumerate(stages[:-1]):
             key = keys[version][number]
-            published = find_published(read_index(stage.name), key)
+            index = read_index(stage.name)
+            published = (pinned or {}).get(version, {}).get(stage.name) or find_published(index, key)
+            if published and published not in index.get("versions", {}) and published != version:
+                raise FactoryError(
+                    f"{version} was built on {stage.name} {published}, which is no longer published; its "
+                    f"chain cannot be proven (make ancestry VERSION={version})"
+                )
             owner = published or builders.setdefault((stage.name, key), version)
             recipe = recipes[version][number]
             plans[version].append(StagePlan(stage, key, recipe, owner, owner == version, bool(published)))
@@ -288,7 +314,7 @@ def outdated(chain: list[Mapping[str, Any]], latest: Callable[[str], str | None]
     notes = []
     for link in chain[1:-1]:
         newest = latest(link["stage"])
-        if newest and newest != link["version"]:
+        if is_newer(newest, link["version"]):
             notes.append(
                 f"{chain[-1]['stage']} {top} is built on {link['stage']} {link['version']}; "
                 f"{link['stage']} {newest} is newer"
@@ -296,10 +322,36 @@ def outdated(chain: list[Mapping[str, Any]], latest: Callable[[str], str | None]
     return notes
 
 
+def release_key(name: str) -> tuple | None:
+    """Sort key of a release version (X.Y.Z, a pre-release before its release); None for dev."""
+    match = RELEASE_NUMBERS.search(name)
+    if not match or name.startswith("dev-"):
+        return None
+    return (int(match[1]), int(match[2]), int(match[3]), match[4] is None, match[4] or "")
+
+
 def newest_published(index: Mapping[str, Any]) -> str | None:
-    """The version of a stage published last."""
-    found = [(entry.get("published_at", ""), name) for name, entry in index.get("versions", {}).items()]
+    """The newest release of a stage, by version (development versions never count as newer)."""
+    found = [(key, name) for name in index.get("versions", {}) if (key := release_key(name)) is not None]
     return max(found)[1] if found else None
+
+
+def is_newer(candidate: str | None, than: str) -> bool:
+    """A release newer than `than` (a development parent is never outdated: it has no order)."""
+    mine, theirs = release_key(than), release_key(candidate or "")
+    return mine is not None and theirs is not None and theirs > mine
+
+
+RELEASE_NUMBERS = re.compile(r"(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)(?:-([0-9A-Za-z.-]+))?$")
+
+
+def pinned_parents(top_index: Mapping[str, Any], read_manifest: Callable[[str], Mapping[str, Any]]) -> dict:
+    """The parents each published version was built on, by stage, from its manifest's chain."""
+    pinned: dict[str, dict[str, str]] = {}
+    for version in top_index.get("versions", {}):
+        chain = read_manifest(version).get("chain", [])
+        pinned[version] = {link["stage"]: link["version"] for link in chain[1:-1] if "version" in link}
+    return pinned
 
 
 # --- one version's chain, planned before anything runs ------------------------------------------
@@ -320,6 +372,7 @@ def plan_chains(
     stages: tuple[Stage, ...],
     upstream: str,
     read_index: Callable[[str], Mapping[str, Any]],
+    pinned: Mapping[str, Mapping[str, str]] | None = None,
 ) -> dict[str, VersionChain]:
     """Each planned version's chain (versions.Version objects, oldest first): the recipes from the
     release's commit, or from the working tree for a development version."""
@@ -331,7 +384,7 @@ def plan_chains(
         for v in versions
     }
     keys = {name: stage_keys(upstream, stages, found) for name, found in recipes.items()}
-    parents = plan_parents([v.name for v in versions], stages, keys, recipes, read_index)
+    parents = plan_parents([v.name for v in versions], stages, keys, recipes, read_index, pinned)
     return {name: VersionChain(recipes[name], keys[name], parents[name]) for name in recipes}
 
 
@@ -343,7 +396,7 @@ def outdated_parents(
     for version, chain in chains.items():
         for plan in chain.parents:
             newest = newest_published(read_index(plan.stage.name))
-            if plan.published and newest and newest != plan.version:
+            if plan.published and is_newer(newest, plan.version):
                 stage = plan.stage.name
                 notes.append(f"{top} {version} is built on {stage} {plan.version}; {stage} {newest} is newer")
     return notes

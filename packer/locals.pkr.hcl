@@ -14,5 +14,6 @@ locals {
     { architecture = "x86_64", virtualization-type = "hvm", root-device-type = "ebs" },
     { for name in compact([var.aws_source_ami_name]) : "name" => name },
     { for key, value in var.aws_source_ami_tags : "tag:${key}" => value },
+    { for id in compact([var.aws_source_ami_id]) : "image-id" => id },
   )
 }

@@ -144,6 +144,12 @@ variable "aws_source_ami_tags" {
   default     = {}
 }
 
+variable "aws_source_ami_id" {
+  type        = string
+  description = "With the tag filters: the parent stage's AMI id, so only that very image matches."
+  default     = ""
+}
+
 variable "image_stage" {
   type        = string
   description = "The stage of a multi-stage chain, tagged ImageStage on the image; empty for one stage."

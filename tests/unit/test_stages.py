@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -252,8 +253,10 @@ def test_ancestry_reports_a_child_built_on_an_older_parent() -> None:
         "functional release-0.2.0 is built on base release-0.1.0; base release-0.3.0 is newer"
     ]
     assert stages.outdated(chain, lambda stage: "release-0.1.0", "release-0.2.0") == []
-    index = {"versions": {"a": {"published_at": "2026-01-02"}, "b": {"published_at": "2026-01-01"}}}
-    assert stages.newest_published(index) == "a"
+    index = {"versions": {v: {} for v in ("release-0.2.0", "release-0.10.0-rc.1", "release-0.9.0", "dev-abcdef1")}}
+    assert stages.newest_published(index) == "release-0.10.0-rc.1", "by version, never by publish time"
+    assert not stages.is_newer("release-0.3.0", "dev-abcdef1"), "a development parent has no order"
+    assert stages.is_newer("release-0.10.0", "release-0.10.0-rc.1")
 
 
 def test_ancestry_proves_each_link_and_shows_a_newer_parent(tmp_path: Path) -> None:
@@ -300,3 +303,70 @@ def test_make_verify_checks_the_stage_registries_too(tmp_path: Path, capsys: pyt
     path.write_bytes(b"changed")
     assert registry.main(["verify", "--registry", str(top)]) == 1
     assert f"{path}: expected sha256:" in capsys.readouterr().err
+
+
+def test_a_published_version_keeps_the_parent_its_chain_names_whatever_the_registry_holds_since() -> None:
+    """The plan of a release never flips: once published on base A, it is planned on base A."""
+    index = {"base": {"versions": {"dev-abcdef123456-dirty": {"stage_key": "k-now"}}}}
+    versions = ["release-0.1.0"]
+    keys = {"release-0.1.0": ["k-then", "t"]}
+    pinned = {"release-0.1.0": {"base": "dev-abcdef123456-dirty"}}
+    found = stages.plan_parents(versions, DEFAULT_STAGES, keys, {"release-0.1.0": ["r", "r"]}, index.get, pinned)
+    assert (found["release-0.1.0"][0].version, found["release-0.1.0"][0].builds) == ("dev-abcdef123456-dirty", False)
+    with pytest.raises(FactoryError, match=r"release-0\.1\.0 was built on base dev-gone, which is no longer published"):
+        stages.plan_parents(
+            versions,
+            DEFAULT_STAGES,
+            keys,
+            {"release-0.1.0": ["r", "r"]},
+            index.get,
+            {"release-0.1.0": {"base": "dev-gone"}},
+        )
+    assert stages.pinned_parents(
+        {"versions": {"release-0.1.0": {}}},
+        lambda v: {
+            "chain": [
+                {"stage": "upstream"},
+                {"stage": "base", "version": "release-0.0.9"},
+                {"stage": "functional", "version": v},
+            ]
+        },
+    ) == {"release-0.1.0": {"base": "release-0.0.9"}}
+
+
+def test_a_development_base_that_a_release_was_built_on_is_never_replaced(tmp_path: Path) -> None:
+    top = tmp_path / "reg"
+    base = publish_stage(top, "base", "dev-abcdef123456-dirty", b"base disk", "k1", tmp_path)
+    assert registry.released_children(stages.stage_registry(top, "base"), "dev-abcdef123456-dirty") == []
+    folder = tmp_path / "staging-top"
+    folder.mkdir()
+    (folder / "top.raw").write_bytes(b"top")
+    digest = file_digest(folder / "top.raw")
+    chain = [base["chain"][0], stages.stage_link("base", base, "qcow2"), {"stage": "functional"}]
+    manifest = {"version": "release-0.1.0", "commit": "d" * 40, "build_time": "t", "chain": chain}
+    manifest |= {
+        "upstream": {"source": "s", "sha256": "p"},
+        "formats": {"raw": {"file": "top.raw", "bytes": 3, "sha256": digest}},
+    }
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    (folder / "SHA256SUMS").write_text(format_sums({"top.raw": digest}))
+    registry.publish(top, folder, "release-0.1.0")
+    with pytest.raises(FactoryError, match=r"stage base dev-abcdef123456-dirty is the parent of release-0\.1\.0"):
+        (tmp_path / "again").mkdir()
+        publish_stage(top, "base", "dev-abcdef123456-dirty", b"rebuilt base disk", "k2", tmp_path / "again")
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("- import_playbook: other.yml\n", "play 1 is not a play with roles"),
+        ("- hosts: all\n  roles: hardening\n", "roles is 'hardening'; accepted: a list of role names"),
+        ("- hosts: all\n  roles: [1]\n", "1 is not a role"),
+        ("- hosts: all\n  roles: [{when: x}]\n", "{'when': 'x'} is not a role"),
+        ("{a: b}\n", "is not a playbook"),
+    ],
+)
+def test_a_stage_playbook_whose_roles_cannot_be_followed_is_refused(text: str, message: str) -> None:
+    with pytest.raises(FactoryError, match=re.escape(message)):
+        stages.playbook_roles(text, "base.yml")
+    assert stages.playbook_roles("- hosts: all\n  roles:\n", "base.yml") == []
