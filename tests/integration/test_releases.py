@@ -74,9 +74,11 @@ def two_releases(released: Project, tmp_path_factory: pytest.TempPathFactory) ->
     # other builder (`released`) published. Same upstream, same base recipe: the same key, so the
     # base is re-verified and reused, and only the functional stage is built from the tag.
     shutil.copytree(released.path / ".state/registry/stages", project.path / ".state/registry/stages")
-    preview = project.pulumi("preview", "--diff").stdout
+    previewed = project.pulumi("preview", "--diff")
+    preview = previewed.stdout + previewed.stderr  # the program's messages go to stderr
     base = only_version(released)[0]
     assert f"release-0.1.0: stage base reuses base {base} (published)" in preview, preview[-3000:]
+    assert "base-release-0.1.0-packer" not in preview, "the shared base is not built again"
     project.pulumi("up", "--yes", "--skip-preview")
     return project
 
