@@ -24,7 +24,7 @@ preview: setup
 ## test: lint everything, then run the unit and integration tests.
 test: setup lint
 	@$(ENV); cd tools/command-provider && go test ./...
-	@$(ENV); python -m pytest -p no:cacheprovider --durations=25 tests
+	@$(ENV); tools/test.sh  # the builds one after the other; every other test beside them
 
 lint: setup
 	@$(ENV); ruff check . && ruff format --check .
