@@ -200,8 +200,43 @@ class Pipeline:
         """A parent stage: built, sealed, checked and published in its own registry, in the one
         format its child boots. It is never retired with its resources: images are built on it."""
         s = self.settings
-        name = f"{stage.name}-{version.name}"
-        work_dir = self.work_dir / "stages" / stage.name
+        _, release = self.sealed_image(
+            f"{stage.name}-{version.name}",
+            version,
+            source,
+            below,
+            stage,
+            work_dir=self.work_dir / "stages" / stage.name,
+            source_digest=plan.recipe,
+            formats=[stages.PARENT_FORMAT],
+            image_name=f"{s.image_name}-{stage.name}",
+            recipe=plan.recipe,
+            key=plan.key,
+            registry_dir=stages.stage_registry(Path(s.registry_dir), stage.name),
+            retire_on_delete=False,
+        )
+        return release
+
+    def sealed_image(
+        self,
+        name: str,
+        version: versions.Version,
+        source: ReleaseVersion,
+        below: Parent,
+        stage: stages.Stage,
+        *,
+        work_dir: Path,
+        source_digest: str,
+        formats: list[str],
+        image_name: str,
+        recipe: str,
+        key: str,
+        registry_dir: Path,
+        retire_on_delete: bool,
+    ) -> tuple[ImageBuild, ImageRelease]:
+        """One stage of one version: Packer + Ansible on what is below it, the seal check, its
+        formats and their publication. `source_digest` rebuilds a development version (a release's
+        commit decides alone)."""
         build = ImageBuild(
             name,
             {
@@ -209,17 +244,17 @@ class Pipeline:
                 "commit": version.commit,
                 "build_epoch": version.commit_time,
                 "source_dir": source.source_dir,
-                "source_digest": "" if version.is_release else plan.recipe,
+                "source_digest": "" if version.is_release else source_digest,
                 "upstream_path": below.path,
                 "upstream_sha256": below.sha256,
                 "upstream_source": below.source,
                 "work_dir": str(work_dir),
-                "disk_size_mib": s.disk_size_mib,
+                "disk_size_mib": self.settings.disk_size_mib,
                 "playbook": stage.playbook,
                 "stage": stage.name,
             },
         )
-        formats = ImageFormats(
+        converted = ImageFormats(
             name,
             {
                 "version": version.name,
@@ -231,81 +266,47 @@ class Pipeline:
                 "seal_report": build.seal_report,
                 "upstream_source": below.source,
                 "upstream_sha256": below.sha256,
-                "formats": [stages.PARENT_FORMAT],
+                "formats": formats,
                 "out_dir": str(work_dir / version.name),
-                "image_name": f"{s.image_name}-{stage.name}",
+                "image_name": image_name,
                 "code_dir": source.source_dir,
                 "stage": stage.name,
-                "recipe": plan.recipe,
-                "stage_key": plan.key,
+                "recipe": recipe,
+                "stage_key": key,
                 "parents": below.chain.apply(json.dumps),
             },
         )
-        return ImageRelease(
+        release = ImageRelease(
             name,
             {
                 "version": version.name,
                 "is_release": version.is_release,
-                "staging_dir": formats.staging_dir,
-                "manifest": formats.manifest,
-                "registry_dir": str(stages.stage_registry(Path(s.registry_dir), stage.name)),
-                "retire_on_delete": False,
+                "staging_dir": converted.staging_dir,
+                "manifest": converted.manifest,
+                "registry_dir": str(registry_dir),
+                "retire_on_delete": retire_on_delete,
             },
         )
+        return build, release
 
     def top_build(
         self, version: versions.Version, source: ReleaseVersion, upstream: Parent, chain: stages.VersionChain
     ) -> pulumi.Output[ImageEntry]:
         s = self.settings
-        stage = s.stages[-1]
-        build = ImageBuild(
+        build, release = self.sealed_image(
             version.name,
-            {
-                "version": version.name,
-                "commit": version.commit,
-                "build_epoch": version.commit_time,
-                "source_dir": source.source_dir,
-                "source_digest": "" if version.is_release else self.working_tree_digest,
-                "upstream_path": upstream.path,
-                "upstream_sha256": upstream.sha256,
-                "upstream_source": upstream.source,
-                "work_dir": str(self.work_dir),
-                "disk_size_mib": s.disk_size_mib,
-                "playbook": stage.playbook,
-                "stage": stage.name,
-            },
-        )
-        formats = ImageFormats(
-            version.name,
-            {
-                "version": version.name,
-                "commit": version.commit,
-                "build_epoch": version.commit_time,
-                "build_time": build.build_time,
-                "raw_path": build.raw_path,
-                "raw_sha256": build.raw_sha256,
-                "seal_report": build.seal_report,
-                "upstream_source": upstream.source,
-                "upstream_sha256": upstream.sha256,
-                "formats": list(s.formats),
-                "out_dir": str(self.work_dir / version.name),
-                "image_name": s.image_name,
-                "code_dir": source.source_dir,
-                "stage": stage.name,
-                "recipe": chain.recipes[-1],
-                "stage_key": chain.keys[-1],
-                "parents": upstream.chain.apply(json.dumps),
-            },
-        )
-        release = ImageRelease(
-            version.name,
-            {
-                "version": version.name,
-                "is_release": version.is_release,
-                "staging_dir": formats.staging_dir,
-                "manifest": formats.manifest,
-                "registry_dir": str(Path(s.registry_dir)),
-            },
+            version,
+            source,
+            upstream,
+            s.stages[-1],
+            work_dir=self.work_dir,
+            source_digest=self.working_tree_digest,
+            formats=list(s.formats),
+            image_name=s.image_name,
+            recipe=chain.recipes[-1],
+            key=chain.keys[-1],
+            registry_dir=Path(s.registry_dir),
+            retire_on_delete=True,
         )
         entry: pulumi.Output[ImageEntry] = release.entry
         published = pulumi.ResourceOptions(depends_on=[release])
