@@ -427,15 +427,15 @@ def command(args: argparse.Namespace) -> None:
         retire(args.registry, args.version, args.missing_ok)
         print(f"registry: retired {args.version}", file=sys.stderr)
     elif args.command == "lookup":
-        found = lookup_entry(args.registry, args.version)
-        from imagefactory.ancestry import status  # the ancestry status reads this module
-
-        for note in status(args.registry, dict(found)):
-            print(f"registry: outdated: {note} (make ancestry VERSION={args.version})", file=sys.stderr)
-        if args.format:
+        if args.format:  # only that file is read and checked
             print(Path(lookup_file(args.registry, args.version, args.format)["path"]).absolute())
         else:
-            print(json.dumps(absolute_entry(found, Path.cwd()), indent=2))
+            print(json.dumps(absolute_entry(lookup_entry(args.registry, args.version), Path.cwd()), indent=2))
+        from imagefactory.ancestry import status  # the ancestry status reads this module
+
+        manifest = _read_json(args.registry / args.version / "manifest.json")  # checked by the lookup
+        for note in status(args.registry, {"version": args.version, "chain": manifest.get("chain", [])}):
+            print(f"registry: outdated: {note} (make ancestry VERSION={args.version})", file=sys.stderr)
     elif args.command == "verify":
         for version in verify(args.registry, args.version or None):
             print(f"{version}: every file matches SHA256SUMS and the manifest")
