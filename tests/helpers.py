@@ -87,7 +87,7 @@ def fake_step_result(name: str, inputs: dict[str, Any]) -> dict[str, Any]:
         fmt: {"path": f"{registry}/debian-12-{version}.{ext}", "sha256": fmt[0] * 64, "bytes": 3 << 30}
         for fmt, ext in (("raw", "raw"), ("qcow2", "qcow2"), ("vhd", "vhd"), ("vmdk", "vmdk"), ("ova", "ova"))
     }
-    results = {
+    results: dict[str, steps.Result | dict[str, Any]] = {
         "-resolve": steps.UpstreamResult("/cache/up.qcow2", "u" * 64, "stage0:x", "sha256:" + "u" * 64, "stage0"),
         "-source": steps.SourcesResult(env.get("DEST", ""), env.get("IMAGE_COMMIT", "")),
         "-packer": steps.BuildResult(
