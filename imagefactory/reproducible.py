@@ -119,10 +119,12 @@ def compare(run_a: dict, run_b: dict, work: Path) -> dict[str, Any]:
         parts_a, parts_b = gpt.read_partitions(raw_a), gpt.read_partitions(raw_b)
         table_equal = parts_a == parts_b and _range_digest(raw_a, 0, 34 * 512) == _range_digest(raw_b, 0, 34 * 512)
         layers.append({"layer": 2, "name": "partition table", "identical": table_equal})
+        root_a, root_b = gpt.root_partition(raw_a), gpt.root_partition(raw_b)
         part_digests = [
             {
                 "partition": p.number,
                 "name": p.name,
+                "root": p.number == root_a.number,
                 "a": _range_digest(raw_a, p.offset, p.size),
                 "b": _range_digest(raw_b, q.offset, q.size),
             }
@@ -136,7 +138,6 @@ def compare(run_a: dict, run_b: dict, work: Path) -> dict[str, Any]:
                 "partitions": part_digests,
             }
         )
-        root_a, root_b = gpt.root_partition(raw_a), gpt.root_partition(raw_b)
         sb_a = superblock(f"{raw_a}?offset={root_a.offset}")
         sb_b = superblock(f"{raw_b}?offset={root_b.offset}")
         sb_diff = {
@@ -162,16 +163,67 @@ def compare(run_a: dict, run_b: dict, work: Path) -> dict[str, Any]:
                 "differences": diffs,
             }
         )
-    not_allowed = [d for d in diffs if not d["allowed"]]
+        times_a = fstree.times(Filesystem(raw_a, root_a.offset))
+        times_b = fstree.times(Filesystem(raw_b, root_b.offset))
+        time_diffs = compare_times(times_a, times_b)
+        layers.append({"layer": 6, "name": "inode times", "identical": not time_diffs, "differences": time_diffs})
+        diffs += time_diffs
+        diffs += [{"layer": 4, "path": "(superblock)", "field": k, **v} for k, v in sb_diff.items()]
+    verdict = judge(layers, diffs)
     return {
         "bit_identical_artifacts": layers[0]["bit_identical"],
         "layers_that_differ": [layer["layer"] for layer in layers if not layer["identical"]],
         "layers": layers,
         "differences": len(diffs),
-        "not_allowed": len(not_allowed),
+        "not_allowed": verdict["not_allowed"],
+        "unexplained": verdict["unexplained"],
         "allowlist": [{"pattern": p, "field": f, "reason": r} for p, f, r in ALLOWLIST],
-        "passed": not not_allowed,
+        "passed": verdict["passed"],
     }
+
+
+def compare_times(a: dict[str, dict[str, str]], b: dict[str, dict[str, str]]) -> list[dict[str, object]]:
+    """Inode times that differ between two builds, path by path (layer 6)."""
+    diffs: list[dict[str, object]] = []
+    for path in sorted(set(a) & set(b)):
+        for field in sorted(set(a[path]) | set(b[path])):
+            if a[path].get(field) != b[path].get(field):
+                reason = allowed(path, field)
+                diffs.append(
+                    {
+                        "layer": 6,
+                        "path": path,
+                        "field": field,
+                        "a": a[path].get(field),
+                        "b": b[path].get(field),
+                        "allowed": reason is not None,
+                        "reason": reason,
+                    }
+                )
+    return diffs
+
+
+def judge(layers: list[dict[str, Any]], diffs: list[dict[str, object]]) -> dict[str, Any]:
+    """Passed only when every artifact is bit-identical, or when every difference that makes
+    them differ was found and each is allowed. Artifacts that differ with no difference found (or
+    with a differing partition that no finer layer reads) fail: that difference is unexplained."""
+    if layers[0]["identical"]:
+        return {"passed": True, "not_allowed": 0, "unexplained": None}
+    not_allowed = sum(1 for d in diffs if not d["allowed"])
+    unexplained = None
+    partitions = next((layer for layer in layers if layer["layer"] == 3), None)
+    other = [p for p in (partitions or {}).get("partitions", []) if p["a"] != p["b"] and not p["root"]]
+    table = next((layer for layer in layers if layer["layer"] == 2), None)
+    if table is not None and not table["identical"]:
+        unexplained = "the partition tables differ"
+    elif other:
+        numbers = ", ".join(str(p["partition"]) for p in other)
+        unexplained = f"partition(s) {numbers} differ, and no layer reads inside them"
+    elif not diffs:
+        unexplained = (
+            f"{', '.join(layers[0]['different'])} differ, but no partition, superblock, file or inode time does"
+        )
+    return {"passed": not not_allowed and unexplained is None, "not_allowed": not_allowed, "unexplained": unexplained}
 
 
 def build_once(
@@ -197,14 +249,18 @@ def main(argv: list[str] | None = None) -> int:
         help="defaults to the stage-0 image (cached), as on machines without internet",
     )
     parser.add_argument("--upstream-checksum", default=upstream.UNREACHABLE_SUMS)
+    parser.add_argument("--keep", type=Path, help="keep both builds in this folder (it must not exist) to study them")
     args = parser.parse_args(argv)
     root = Path(__file__).resolve().parent.parent
     cache = host.cache_dir()
     try:
         version = versions.resolve(root)
         up = upstream.resolve_with_fallback(args.upstream_url, args.upstream_checksum, "stage0", cache)
+        (root / ".state").mkdir(exist_ok=True)
         with tempfile.TemporaryDirectory(prefix="reproducible-", dir=root / ".state") as tmp:
-            base = Path(tmp)
+            base = Path(tmp) if args.keep is None else args.keep
+            if args.keep is not None:
+                base.mkdir(parents=True)
             run_a = build_once("a", base, version, up, cache, root)
             run_b = build_once("b", base, version, up, cache, root)
             report = compare(run_a, run_b, base / "compare")
@@ -227,6 +283,10 @@ def main(argv: list[str] | None = None) -> int:
             f"reproducible: file manifest: {layer5['files']} files, {report['differences']} differences, "
             f"{report['not_allowed']} not allowed"
         )
+    if report["unexplained"]:
+        print(f"reproducible: FAILED: {report['unexplained']}")
+    elif not report["passed"]:
+        print(f"reproducible: FAILED: {report['not_allowed']} differences are not on the allowlist")
     print(f"reproducible: report written to {args.report}")
     return 0 if report["passed"] else 1
 

@@ -1,0 +1,127 @@
+"""The reproducibility check can fail: any artifact difference fails it unless it is found and allowed."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import subprocess
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+from imagefactory import fstree, gpt, reproducible
+from imagefactory.debugfs import Filesystem
+from tests.unit.conftest import make_gpt_disk
+
+
+def _run(raw: Path) -> dict[str, object]:
+    digest = hashlib.sha256(raw.read_bytes()).hexdigest()
+    return {"raw": str(raw), "formats": {"raw": {"sha256": digest}}, "dir": str(raw.parent)}
+
+
+def _set_mtime(raw: Path, path: str, seconds: int) -> None:
+    root = gpt.root_partition(raw)
+    Filesystem(raw, root.offset, writable=True).run_script([f'sif "{path}" mtime {seconds}'])
+
+
+def test_identical_builds_pass_at_the_first_layer(tmp_path: Path) -> None:
+    a = make_gpt_disk(tmp_path / "a", {"/etc/release": "IMAGE_VERSION=1\n"})
+    b = tmp_path / "b.raw"
+    shutil.copy(a, b)
+    report = reproducible.compare(_run(a), _run(b), tmp_path / "work")
+    assert report["passed"] is True
+    assert report["layers_that_differ"] == []
+
+
+def test_a_file_that_differs_fails_the_check_and_is_named(tmp_path: Path) -> None:
+    a = make_gpt_disk(tmp_path / "a", {"/etc/release": "IMAGE_VERSION=1\n"})
+    b = tmp_path / "b.raw"
+    shutil.copy(a, b)
+    other = tmp_path / "other"
+    other.write_text("IMAGE_VERSION=2\n")
+    root = gpt.root_partition(b)
+    Filesystem(b, root.offset, writable=True).run_script(['rm "/etc/release"', f'write "{other}" "/etc/release"'])
+    report = reproducible.compare(_run(a), _run(b), tmp_path / "work")
+    assert report["passed"] is False
+    layer5 = next(layer for layer in report["layers"] if layer["layer"] == 5)
+    assert {(d["path"], d["field"]) for d in layer5["differences"]} >= {("/etc/release", "sha256")}
+
+
+def test_a_difference_in_times_only_is_found_in_layer_six_and_fails(tmp_path: Path) -> None:
+    """The file manifest leaves times out; the root partition's bytes still differ, and the check says why."""
+    a = make_gpt_disk(tmp_path / "a", {"/etc/release": "IMAGE_VERSION=1\n"})
+    b = tmp_path / "b.raw"
+    shutil.copy(a, b)
+    _set_mtime(b, "/etc/release", 1_000_000_000)
+    report = reproducible.compare(_run(a), _run(b), tmp_path / "work")
+    assert report["passed"] is False
+    layer5 = next(layer for layer in report["layers"] if layer["layer"] == 5)
+    assert layer5["identical"] is True
+    layer6 = next(layer for layer in report["layers"] if layer["layer"] == 6)
+    assert ("/etc/release", "mtime") in {(d["path"], d["field"]) for d in layer6["differences"]}
+
+
+def test_an_allowlisted_difference_passes_and_says_why(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    a = make_gpt_disk(tmp_path / "a", {"/etc/release": "IMAGE_VERSION=1\n"})
+    b = tmp_path / "b.raw"
+    shutil.copy(a, b)
+    _set_mtime(b, "/etc/release", 1_000_000_000)
+    monkeypatch.setattr(reproducible, "ALLOWLIST", [("*", "*", "this test allows everything")])
+    monkeypatch.setattr(reproducible, "SUPERBLOCK_ALLOWED", dict.fromkeys(("Last write time", "Last mount time"), "t"))
+    report = reproducible.compare(_run(a), _run(b), tmp_path / "work")
+    assert report["not_allowed"] == 0
+    assert report["unexplained"] is None
+    assert report["passed"] is True
+
+
+def test_artifacts_that_differ_with_nothing_found_inside_are_unexplained() -> None:
+    layers = [
+        {"layer": 1, "identical": False, "different": ["ova"], "bit_identical": ["raw"]},
+        {"layer": 2, "identical": True},
+        {"layer": 3, "identical": True, "partitions": [{"partition": 2, "a": "x", "b": "x", "root": True}]},
+    ]
+    verdict = reproducible.judge(layers, [])
+    assert verdict["passed"] is False
+    assert "ova differ" in verdict["unexplained"]
+
+
+def test_a_partition_no_layer_reads_inside_is_unexplained() -> None:
+    layers = [
+        {"layer": 1, "identical": False, "different": ["raw"], "bit_identical": []},
+        {"layer": 2, "identical": True},
+        {"layer": 3, "identical": False, "partitions": [{"partition": 1, "a": "x", "b": "y", "root": False}]},
+    ]
+    allowed = [{"layer": 6, "path": "/x", "field": "mtime", "allowed": True}]
+    verdict = reproducible.judge(layers, allowed)
+    assert verdict["passed"] is False
+    assert verdict["unexplained"].startswith("partition(s) 1 differ")
+
+
+def test_debugfs_times_are_read_per_path(tmp_path: Path) -> None:
+    a = make_gpt_disk(tmp_path / "a", {"/etc/release": "IMAGE_VERSION=1\n"})
+    _set_mtime(a, "/etc/release", 0x12345678)
+    root = gpt.root_partition(a)
+    found = fstree.times(Filesystem(a, root.offset))
+    assert found["/etc/release"]["mtime"].split(".")[0] == "12345678"
+    assert set(found["/etc/release"]) >= {"ctime", "atime", "mtime"}
+
+
+def test_the_command_exits_nonzero_and_says_why_when_the_check_fails(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`make reproducible` follows `passed`: two builds whose root differs only in times exit 1."""
+    a = make_gpt_disk(tmp_path / "a", {"/etc/release": "IMAGE_VERSION=1\n"})
+    b = tmp_path / "b.raw"
+    shutil.copy(a, b)
+    _set_mtime(b, "/etc/release", 1_000_000_000)
+    builds = {"a": a, "b": b}
+    monkeypatch.setattr(reproducible.versions, "resolve", lambda root: SimpleNamespace(name="dev-x", commit="c"))
+    monkeypatch.setattr(reproducible.upstream, "resolve_with_fallback", lambda *args: None)
+    monkeypatch.setattr(reproducible, "build_once", lambda label, *args: {**_run(builds[label]), "seconds": 1})
+    monkeypatch.setattr(reproducible, "__file__", str(tmp_path / "pkg" / "reproducible.py"))
+    report = tmp_path / "report.json"
+    assert reproducible.main(["--report", str(report)]) == 1
+    assert json.loads(report.read_text())["passed"] is False
+    assert "layer" not in capsys.readouterr().err
