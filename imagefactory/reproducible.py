@@ -175,6 +175,7 @@ def compare(run_a: dict, run_b: dict, work: Path) -> dict[str, Any]:
         "layers_that_differ": [layer["layer"] for layer in layers if not layer["identical"]],
         "layers": layers,
         "differences": len(diffs),
+        "found": diffs,
         "not_allowed": verdict["not_allowed"],
         "unexplained": verdict["unexplained"],
         "allowlist": [{"pattern": p, "field": f, "reason": r} for p, f, r in ALLOWLIST],

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from imagefactory import reproducible
 from tests.helpers import pulumi
 from tests.integration.conftest import Project, new_project
 from tests.integration.test_faults import (
@@ -214,7 +215,7 @@ def ova_descriptor(ova: Path) -> str:
         return handle.read().decode()
 
 
-def test_a_release_is_built_wholly_from_its_tag(two_releases: Project) -> None:
+def test_a_release_is_built_wholly_from_its_tag(two_releases: Project, tmp_path: Path) -> None:
     """Change the checkout's conversion/OVF code and an Ansible role, then build the tag again with
     new state and the same upstream: every file is bit-identical, and the OVF is the tag's."""
     project = two_releases
@@ -247,6 +248,15 @@ def test_a_release_is_built_wholly_from_its_tag(two_releases: Project) -> None:
         for path, text in originals.items():
             path.write_text(text)
     assert again["dir"] != first["dir"], "the rebuild has its own registry"
+    # The reproducibility check, layer by layer: when the files differ, the report says where.
+    report = reproducible.compare(
+        {"raw": project.path / first["formats"]["raw"]["path"], "formats": first["formats"]},
+        {"raw": project.path / again["formats"]["raw"]["path"], "formats": again["formats"]},
+        tmp_path / "compare",
+    )
+    (project.path / ".state" / "rebuild-reproducibility.json").write_text(json.dumps(report, indent=2, default=str))
+    found = [{k: d.get(k) for k in ("layer", "path", "field", "a", "b")} for d in report["found"]][:40]
+    assert report["passed"], f"layers {report['layers_that_differ']} differ; {report['unexplained']}; {found}"
     assert {f: e["sha256"] for f, e in again["formats"].items()} == {
         f: e["sha256"] for f, e in first["formats"].items()
     }
