@@ -5,7 +5,7 @@ SHELL := /bin/bash
 ENV := source tools/env.sh
 STACK ?= local
 
-.PHONY: setup release test lint unit integration preview versions bench lookup ancestry verify deprecate retire reproducible
+.PHONY: setup release test lint unit integration preview versions bench lookup ancestry verify deprecate retire reproducible diff
 
 setup:
 	@tools/setup.sh
@@ -50,6 +50,10 @@ lookup: setup
 ## ancestry: print and verify the chain of custody of a version, e.g. make ancestry VERSION=release-0.1.0
 ancestry: setup
 	@$(ENV); python -m imagefactory.ancestry --registry .state/registry --version "$(VERSION)"
+
+## diff: the packages added, removed and changed between two published versions, e.g. make diff FROM=release-0.1.0 TO=release-0.2.0
+diff: setup
+	@$(ENV); python -m imagefactory.packages diff --registry .state/registry --from "$(FROM)" --to "$(TO)"
 
 ## verify: check published files against SHA256SUMS and their manifests, e.g. make verify VERSION=release-0.1.0 (all when none)
 verify: setup

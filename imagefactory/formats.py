@@ -23,9 +23,11 @@ import tarfile
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from imagefactory import host, ovf
+from imagefactory import gpt, host, ovf, packages
 from imagefactory.checksums import file_digest, format_sums
+from imagefactory.debugfs import Filesystem
 from imagefactory.errors import FactoryError, last_json, run_step
 from imagefactory.files import partial_name, run, write_atomic
 from imagefactory.remaster import derived_uuid
@@ -242,6 +244,23 @@ def chain_of(args: FormatsRequest) -> list[dict[str, object]]:
     return [*parents, own]
 
 
+def package_files(raw: Path, out: Path, name: str, version: str, epoch: int) -> dict[str, Any]:
+    """The package set the seal role recorded inside the image, published beside the formats as
+    packages.tsv and a CycloneDX SBOM; empty when the image recorded none."""
+    text = Filesystem(raw, gpt.root_partition(raw).offset).read(packages.PACKAGES_FILE)
+    if text is None:
+        print(f"formats: {raw.name} recorded no package set ({packages.PACKAGES_FILE})", file=sys.stderr)
+        return {}
+    recorded = packages.parse(text.decode(), packages.PACKAGES_FILE)
+    write_atomic(out / packages.TSV_NAME, packages.to_tsv(recorded))
+    write_atomic(out / packages.SBOM_NAME, packages.sbom(recorded, name, version, epoch))
+    files = {
+        key: {"file": name, "sha256": file_digest(out / name), "bytes": (out / name).stat().st_size}
+        for key, name in (("tsv", packages.TSV_NAME), ("sbom", packages.SBOM_NAME))
+    }
+    return {"count": len(recorded), **files, "sbom_format": "CycloneDX 1.6"}
+
+
 def convert_all(args: FormatsRequest) -> FormatsResult:
     """Every format of the sealed RAW in a new folder, with its SHA256SUMS and manifest."""
     if args.sealed not in ("", "True"):
@@ -256,6 +275,7 @@ def convert_all(args: FormatsRequest) -> FormatsResult:
     tmp_out = out.with_name(f".{out.name}.partial")
     print(f"formats: converting {args.version} to {args.formats}", file=sys.stderr)
     formats = produce(args.raw, tmp_out, args.name, args.version, args.formats.split(","), args.build_epoch)
+    recorded = package_files(args.raw, tmp_out, args.name, args.version, args.build_epoch)
     result = FormatsResult(
         version=args.version,
         commit=args.commit,
@@ -270,10 +290,12 @@ def convert_all(args: FormatsRequest) -> FormatsResult:
         recipe=args.recipe,
         stage_key=args.stage_key,
         chain=chain_of(args),
+        packages=recorded,
     )
     manifest = {k: v for k, v in result.to_json().items() if k != "dir"}  # manifest.json: all but the folder
     write_atomic(tmp_out / "manifest.json", json.dumps(manifest, indent=2, sort_keys=True) + "\n")
-    write_atomic(tmp_out / "SHA256SUMS", format_sums({v["file"]: v["sha256"] for v in formats.values()}))
+    listed = [*formats.values(), *(v for k, v in recorded.items() if k in ("tsv", "sbom"))]
+    write_atomic(tmp_out / "SHA256SUMS", format_sums({v["file"]: v["sha256"] for v in listed}))
     tmp_out.replace(out)
     return result
 

@@ -182,6 +182,9 @@ def entry(registry: Path, manifest: dict) -> ImageEntry:
     if manifest.get("chain"):
         found["stage"] = manifest.get("stage", "")
         found["chain"] = manifest["chain"]
+    sbom = manifest.get("packages", {}).get("sbom")
+    if sbom:
+        found["sbom"] = {"path": host.portable(folder / sbom["file"]), "sha256": sbom["sha256"], "bytes": sbom["bytes"]}
     return found
 
 
@@ -195,6 +198,10 @@ def absolute_entry(found: ImageEntry, root: Path) -> ImageEntry:
         fmt: FileEntry(path=str(root / item["path"]), sha256=item["sha256"], bytes=item["bytes"])
         for fmt, item in found["formats"].items()
     }
+    if "sbom" in found:
+        absolute["sbom"] = FileEntry(
+            path=str(root / found["sbom"]["path"]), sha256=found["sbom"]["sha256"], bytes=found["sbom"]["bytes"]
+        )
     return absolute
 
 

@@ -337,6 +337,8 @@ class FormatsResult(Result):
     stage_key: str = ""
     chain: list[dict[str, Any]] = dataclasses.field(default_factory=list)
     """The chain of custody: the upstream, then every stage up to this one (imagefactory.stages)."""
+    packages: dict[str, Any] = dataclasses.field(default_factory=dict)
+    """The recorded package set: its count, packages.tsv and the SBOM file (imagefactory.packages)."""
 
 
 # --- publish ------------------------------------------------------------------------------------
@@ -372,6 +374,8 @@ class ImageEntry(TypedDict, total=False):
     stage: str
     chain: list[dict[str, Any]]
     """The chain of custody: upstream, then each stage (name, version, commit, recipe, digests)."""
+    sbom: FileEntry
+    """The CycloneDX SBOM of the image's package set (imagefactory.packages)."""
 
 
 # --- a parent stage, re-verified before its child boots it ---------------------------------------

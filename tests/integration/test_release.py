@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from imagefactory import vm
+from imagefactory import packages, vm
 from imagefactory.checksums import file_digest, parse_sums
 from imagefactory.debugfs import Filesystem
 from imagefactory.errors import FactoryError
@@ -132,6 +132,27 @@ def test_the_example_service_answers_its_health_check(released: Project, guest: 
     fetch = "python3 -c \"import urllib.request; print(urllib.request.urlopen('http://127.0.0.1:8080/health').read().decode())\""
     answer = json.loads(as_user(guest, fetch))
     assert answer == {"status": "ok", "version": version, "stage": "functional"}
+
+
+def test_the_sbom_lists_exactly_the_packages_the_running_machine_has(released: Project, guest: vm.Guest) -> None:
+    """The published package set and SBOM are the image's: dpkg in the launched VM agrees, name for
+    name and version for version, and the packages carry the digests the archive published for them."""
+    version, image = only_version(released)
+    folder = Path(image["dir"])
+    recorded = packages.parse((folder / packages.TSV_NAME).read_text())
+    query = "dpkg-query -W -f '${db:Status-Abbrev} ${Package} ${Version} ${Architecture}\\n'"
+    running = sorted(tuple(line.split()[1:]) for line in as_user(guest, query).splitlines() if line.startswith("ii"))
+    assert sorted((p.name, p.version, p.arch) for p in recorded) == running
+    undigested = [p.name for p in recorded if p.sha256 == "-"]
+    assert len(undigested) * 10 <= len(recorded), f"no archive digest for {undigested}"
+    sbom = json.loads((folder / packages.SBOM_NAME).read_text())
+    assert sbom["metadata"]["component"]["version"] == version
+    assert (
+        len(sbom["components"])
+        == len(recorded)
+        == json.loads((folder / "manifest.json").read_text())["packages"]["count"]
+    )
+    assert image["sbom"]["sha256"] == file_digest(Path(image["sbom"]["path"]))
 
 
 def test_the_image_is_built_on_the_published_base_and_says_so(released: Project, guest: vm.Guest) -> None:

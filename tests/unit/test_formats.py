@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from imagefactory import formats
+from imagefactory import formats, registry
 from imagefactory.checksums import file_digest, parse_sums
 from imagefactory.errors import FactoryError
 from tests.unit.conftest import SEALED_FILES
@@ -154,3 +154,24 @@ def test_a_disk_smaller_than_the_upstream_is_refused_before_anything_boots(tmp_p
         match=r"imagefactory:diskSizeMiB is 1024, smaller than the upstream image upstream.qcow2 \(2048 MiB\)",
     ):
         check_disk_size(image, 1024)
+
+
+def test_the_recorded_package_set_is_published_as_tsv_and_sbom_under_the_sums(
+    disk_factory: Factory, tmp_path: Path, capsys
+) -> None:
+    record = "bash\t5.2.15-2+b7\tamd64\t" + "c" * 64 + "\nzlib1g\t1:1.2.13.dfsg-1\tamd64\t-\n"
+    raw = disk_factory({**SEALED_FILES, "/usr/share/imagefactory/packages.tsv": record})
+    args = ["--raw", str(raw), "--raw-sha256", file_digest(raw), "--out-base", str(tmp_path / "stage")]
+    args += ["--version", "release-0.1.0", "--commit", "a" * 40, "--upstream-source", "stage0:x"]
+    args += ["--upstream-sha256", "b" * 64, "--build-time", "2025-01-01T00:00:00Z", "--build-epoch", "1735689600"]
+    assert formats.main([*args, "--formats", "raw"]) == 0
+    manifest = json.loads(capsys.readouterr().out)
+    folder = Path(manifest["dir"])
+    assert manifest["packages"]["count"] == 2
+    assert (folder / "packages.tsv").read_text() == record
+    sbom = json.loads((folder / "sbom.cdx.json").read_text())
+    assert sbom["bomFormat"] == "CycloneDX"
+    assert {c["name"] for c in sbom["components"]} == {"bash", "zlib1g"}
+    sums = parse_sums((folder / "SHA256SUMS").read_text())
+    assert {"packages.tsv", "sbom.cdx.json"} <= set(sums)
+    assert registry.verify_folder(folder)["packages"]["sbom"]["file"] == "sbom.cdx.json"
