@@ -65,6 +65,9 @@ def check_filesystem(fs: Filesystem, version: str, build_user: str) -> list[Find
         findings.append(Finding("machine-id", "/var/lib/dbus/machine-id", "not empty"))
 
     findings += _absent(fs, "random-seed", ["/var/lib/systemd/random-seed", "/var/lib/urandom/random-seed"])
+    # A persistent timer's stamp holds the build's last run as its time; a machine (or the next
+    # stage's build) booted later takes every run since as missed and starts them all at once.
+    findings += _no_match(fs, "timer-stamps", "/var/lib/systemd/timers", ["stamp-*"])
     findings += _absent(
         fs,
         "net-hwaddr",

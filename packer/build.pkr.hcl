@@ -4,7 +4,9 @@ build {
   # Provision only once cloud-init is done: its later modules restart sshd, and a new SSH
   # connection made during that restart is reset.
   provisioner "shell" {
-    inline = ["sudo cloud-init status --wait --long"]
+    # Then no timer may start during the build: apt-daily would race the Ansible apt tasks for
+    # dpkg's lock, and a timer that runs in one build but not in another changes the image.
+    inline = ["sudo cloud-init status --wait --long", "sudo systemctl stop '*.timer'"]
   }
 
   provisioner "ansible" {

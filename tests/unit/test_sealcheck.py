@@ -28,6 +28,11 @@ def test_a_sealed_disk_has_no_findings(disk_factory: Factory) -> None:
         ("/etc/ssh/ssh_host_ed25519_key", "PRIVATE", ("ssh-hostkeys", "/etc/ssh/ssh_host_ed25519_key")),
         ("/etc/machine-id", "0123456789abcdef0123456789abcdef\n", ("machine-id", "/etc/machine-id")),
         ("/var/lib/systemd/random-seed", "seed", ("random-seed", "/var/lib/systemd/random-seed")),
+        (
+            "/var/lib/systemd/timers/stamp-apt-daily.timer",
+            "",
+            ("timer-stamps", "/var/lib/systemd/timers/stamp-apt-daily.timer"),
+        ),
         ("/etc/udev/rules.d/70-persistent-net.rules", "x", ("net-hwaddr", "/etc/udev/rules.d/70-persistent-net.rules")),
         (
             "/etc/systemd/network/10-cloud-init-ens3.link",
