@@ -67,9 +67,9 @@ deprecate: setup
 retire: setup
 	@$(ENV); python -m imagefactory.registry retire --registry .state/registry --version "$(VERSION)"
 
-## reproducible: build the working tree twice and compare the results in layers.
+## reproducible: build the working tree twice (PAIRS=5: five pairs) and compare each pair in layers.
 reproducible: setup
-	@$(ENV); python -m imagefactory.reproducible --report bench/results/reproducibility.json
+	@$(ENV); python -m imagefactory.reproducible --report bench/results/reproducibility.json --pairs $(or $(PAIRS),1)
 
 ## bench: time each stage of a local release, and a release against the plain baseline.
 bench: setup

@@ -124,3 +124,22 @@ def test_the_command_exits_nonzero_and_says_why_when_the_check_fails(
     assert reproducible.main(["--report", str(report)]) == 1
     assert json.loads(report.read_text())["passed"] is False
     assert "layer" not in capsys.readouterr().err
+
+
+def test_every_pair_must_pass_and_the_report_shows_the_failing_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An intermittent cause shows in one pair of several: the run fails and reports that pair."""
+    a = make_gpt_disk(tmp_path / "a", {"/etc/release": "IMAGE_VERSION=1\n"})
+    same, other = tmp_path / "same.raw", tmp_path / "other.raw"
+    shutil.copy(a, same)
+    shutil.copy(a, other)
+    _set_mtime(other, "/etc/release", 1_000_000_000)
+    builds = {("pair-1", "a"): a, ("pair-1", "b"): same, ("pair-2", "a"): a, ("pair-2", "b"): other}
+    built = lambda label, folder, *args: {**_run(builds[(folder.name, label)]), "seconds": 1}  # noqa: E731
+    monkeypatch.setattr(reproducible, "build_once", built)
+    version = SimpleNamespace(name="dev-x", commit="c")
+    report = reproducible.run_pairs(2, tmp_path / "runs", version, None, tmp_path, tmp_path, keep=True)  # type: ignore[arg-type]
+    assert [o["passed"] for o in report["pairs"]] == [True, False]
+    assert report["passed"] is False
+    assert 6 in report["layers_that_differ"], "the report is the failing pair's"
