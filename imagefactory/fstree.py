@@ -176,9 +176,11 @@ def parse_times(stat_output: str) -> dict[str, str]:
     return {m.group(1): m.group(2) + (f".{m.group(3)}" if m.group(3) else "") for m in _TIME.finditer(stat_output)}
 
 
-def times(fs: Filesystem) -> dict[str, dict[str, str]]:
-    """Every path's inode times (ctime, atime, mtime, crtime), which `manifest` leaves out."""
-    nodes = scan(fs)
+def times(fs: Filesystem, nodes: dict[str, Node] | None = None) -> dict[str, dict[str, str]]:
+    """Every path's inode times (ctime, atime, mtime, crtime), which `manifest` leaves out; `nodes`
+    is a scan of `fs` already made (by `manifest`), else it is scanned here."""
+    if nodes is None:
+        nodes = scan(fs)
     inodes = sorted({node.inode for node in nodes.values()})
     details = _split_by_command(fs.run_script([f"stat <{ino}>" for ino in inodes]), "stat")
     return {path: parse_times(details.get(node.inode, "")) for path, node in nodes.items()}

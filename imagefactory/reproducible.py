@@ -49,10 +49,12 @@ def _range_digest(path: Path, offset: int, length: int) -> str:
     return digest.hexdigest()
 
 
-def file_manifest(raw: Path, work: Path) -> dict[str, dict[str, object]]:
-    """Every path of the root filesystem with all of its metadata but times, read offline."""
-    nodes = fstree.manifest(Filesystem(raw, gpt.root_partition(raw).offset), work)
-    return {path: node.describe() for path, node in nodes.items()}
+def file_manifest(raw: Path, work: Path) -> tuple[dict[str, dict[str, object]], dict[str, dict[str, str]]]:
+    """Every path of the root filesystem with all of its metadata but times, and (from the same
+    scan) every path's inode times, read offline."""
+    fs = Filesystem(raw, gpt.root_partition(raw).offset)
+    nodes = fstree.manifest(fs, work)
+    return {path: node.describe() for path, node in nodes.items()}, fstree.times(fs, nodes)
 
 
 def allowed(path: str, field: str) -> str | None:
@@ -62,38 +64,35 @@ def allowed(path: str, field: str) -> str | None:
     return None
 
 
+def _difference(layer: int, path: str, field: str, left: object, right: object) -> dict[str, object]:
+    reason = allowed(path, field)
+    return {
+        "layer": layer,
+        "path": path,
+        "field": field,
+        "a": left,
+        "b": right,
+        "allowed": reason is not None,
+        "reason": reason,
+    }
+
+
+def _field_differences(layer: int, path: str, a: dict, b: dict) -> list[dict[str, object]]:
+    """One path's fields that differ between two builds."""
+    return [
+        _difference(layer, path, field, a.get(field), b.get(field))
+        for field in sorted(set(a) | set(b))
+        if a.get(field) != b.get(field)
+    ]
+
+
 def compare_manifests(a: dict[str, dict], b: dict[str, dict]) -> list[dict[str, object]]:
     diffs = []
     for path in sorted(set(a) | set(b)):
         if path not in a or path not in b:
-            field, left, right = "presence", path in a, path in b
-            reason = allowed(path, field)
-            diffs.append(
-                {
-                    "layer": 5,
-                    "path": path,
-                    "field": field,
-                    "a": left,
-                    "b": right,
-                    "allowed": reason is not None,
-                    "reason": reason,
-                }
-            )
-            continue
-        for field in sorted(set(a[path]) | set(b[path])):
-            if a[path].get(field) != b[path].get(field):
-                reason = allowed(path, field)
-                diffs.append(
-                    {
-                        "layer": 5,
-                        "path": path,
-                        "field": field,
-                        "a": a[path].get(field),
-                        "b": b[path].get(field),
-                        "allowed": reason is not None,
-                        "reason": reason,
-                    }
-                )
+            diffs.append(_difference(5, path, "presence", path in a, path in b))
+        else:
+            diffs += _field_differences(5, path, a[path], b[path])
     return diffs
 
 
@@ -152,8 +151,8 @@ def compare(run_a: dict, run_b: dict, work: Path) -> dict[str, Any]:
             if sb_a.get(k) != sb_b.get(k)
         }
         layers.append({"layer": 4, "name": "superblock", "identical": not sb_diff, "differences": sb_diff})
-        manifest_a = file_manifest(raw_a, work / "a")
-        manifest_b = file_manifest(raw_b, work / "b")
+        manifest_a, times_a = file_manifest(raw_a, work / "a")
+        manifest_b, times_b = file_manifest(raw_b, work / "b")
         diffs = compare_manifests(manifest_a, manifest_b)
         layers.append(
             {
@@ -164,8 +163,6 @@ def compare(run_a: dict, run_b: dict, work: Path) -> dict[str, Any]:
                 "differences": diffs,
             }
         )
-        times_a = fstree.times(Filesystem(raw_a, root_a.offset))
-        times_b = fstree.times(Filesystem(raw_b, root_b.offset))
         time_diffs = compare_times(times_a, times_b)
         layers.append({"layer": 6, "name": "inode times", "identical": not time_diffs, "differences": time_diffs})
         diffs += time_diffs
@@ -186,23 +183,7 @@ def compare(run_a: dict, run_b: dict, work: Path) -> dict[str, Any]:
 
 def compare_times(a: dict[str, dict[str, str]], b: dict[str, dict[str, str]]) -> list[dict[str, object]]:
     """Inode times that differ between two builds, path by path (layer 6)."""
-    diffs: list[dict[str, object]] = []
-    for path in sorted(set(a) & set(b)):
-        for field in sorted(set(a[path]) | set(b[path])):
-            if a[path].get(field) != b[path].get(field):
-                reason = allowed(path, field)
-                diffs.append(
-                    {
-                        "layer": 6,
-                        "path": path,
-                        "field": field,
-                        "a": a[path].get(field),
-                        "b": b[path].get(field),
-                        "allowed": reason is not None,
-                        "reason": reason,
-                    }
-                )
-    return diffs
+    return [d for path in sorted(set(a) & set(b)) for d in _field_differences(6, path, a[path], b[path])]
 
 
 def judge(layers: list[dict[str, Any]], diffs: list[dict[str, object]]) -> dict[str, Any]:
