@@ -42,7 +42,13 @@ def test_every_format_is_published_with_a_matching_checksum(released: Project) -
     assert set(image["formats"]) == set(FORMATS)
     folder = Path(image["dir"])
     sums = parse_sums((folder / "SHA256SUMS").read_text())
-    assert len(sums) == len(FORMATS)
+    manifest = json.loads((folder / "manifest.json").read_text())
+    # The sums cover every format and the package set published beside it, and nothing else.
+    listed = {Path(entry["path"]).name for entry in image["formats"].values()}
+    listed |= {manifest["packages"]["tsv"]["file"], manifest["packages"]["sbom"]["file"]}
+    assert set(sums) == listed
+    for name in listed - {Path(entry["path"]).name for entry in image["formats"].values()}:
+        assert file_digest(folder / name) == sums[name][1], name
     for fmt, entry in image["formats"].items():
         path = Path(entry["path"])
         assert file_digest(path) == entry["sha256"] == sums[path.name][1], fmt
@@ -57,7 +63,6 @@ def test_every_format_is_published_with_a_matching_checksum(released: Project) -
                 ).stdout
             )
             assert info["virtual-size"] == image["formats"]["raw"]["bytes"], fmt
-    manifest = json.loads((folder / "manifest.json").read_text())
     assert manifest["version"] == version and manifest["commit"] == image["commit"]
     assert released.registry_index()["versions"][version]["commit"] == image["commit"]
 
