@@ -2,8 +2,10 @@
 
 The same Ansible roles run as in the local build. AWS builds start from an AMI whose owner is
 pinned (UpstreamImage's rule: a filter without an owner is refused); Azure builds start from a
-marketplace image whose version is pinned. Credentials reach Packer only through the provider's
-usual environment (AWS_* / ARM_*), never through arguments or state.
+marketplace image whose version is pinned. In a chain, a child starts from its parent stage's own
+image: the AMI with its ImageVersion and ImageStage tags, or its gallery version. Credentials
+reach Packer only through the provider's usual environment (AWS_* / ARM_*), never through
+arguments or state.
 """
 
 from __future__ import annotations
@@ -14,7 +16,14 @@ from typing import TypedDict
 import pulumi
 
 from components._command import python_step, step_result
-from imagefactory.cloud import AwsSettings, AzureSettings, deprecation_time, gallery_version_name, require_owner
+from imagefactory.cloud import (
+    AwsSettings,
+    AzureSettings,
+    deprecation_time,
+    gallery_version_name,
+    require_owner,
+    stage_image_definition,
+)
 from imagefactory.steps import CloudBuildRequest
 
 
@@ -39,8 +48,13 @@ class NativeImageBuildArgs(TypedDict, total=False):
     stage: str
     """The stage's name in a chain of more than one (tagged ImageStage); left out for one stage."""
     parent: tuple[str, str, NativeImageBuild]
-    """AWS: (stage, version, build) of the stage below; its AMI is this build's source, found by its
-    ImageVersion and ImageStage tags among the account's own images (owner pinned to self)."""
+    """(stage, version, build) of the stage below. AWS: its AMI is this build's source, found by its
+    ImageVersion and ImageStage tags among the account's own images (owner pinned to self). Azure:
+    its gallery version (in the stage's own image definition) is this build's source."""
+    after: list[pulumi.Resource]
+    """Resources the build needs first (Azure: a parent stage's image definition)."""
+    parent_stage: bool
+    """This build is a parent stage: on Azure it publishes to the stage's own image definition."""
 
 
 class NativeImageBuild(pulumi.ComponentResource):
@@ -97,19 +111,30 @@ class NativeImageBuild(pulumi.ComponentResource):
         else:
             settings_az = args["azure"]
             market = settings_az.marketplace
-            self.upstream = pulumi.Output.from_input(
-                f"{market['publisher']}:{market['offer']}:{market['sku']}:{market['version']}"
-            )
+            definition = settings_az.image_definition
+            if args.get("parent_stage"):
+                definition = stage_image_definition(definition, args["stage"])
             variables = {
                 "azure_resource_group": settings_az.resource_group,
                 "azure_location": settings_az.location,
                 "azure_gallery": settings_az.gallery,
-                "azure_image_definition": settings_az.image_definition,
+                "azure_image_definition": definition,
                 "azure_gallery_version": gallery_version_name(args["version"], args["tag_prefix"]),
                 "azure_replication_regions": [region for region, _ in settings_az.target_regions],
                 "azure_marketplace": market,
                 "image_name": args["image_name"],
             }
+            if parent is not None:
+                parent_stage, parent_version, parent_build = parent
+                self.upstream = parent_build.result.apply(lambda r: r["gallery_image_version_id"])
+                variables["azure_source_image_definition"] = stage_image_definition(
+                    settings_az.image_definition, parent_stage
+                )
+                variables["azure_source_gallery_version"] = gallery_version_name(parent_version, args["tag_prefix"])
+            else:
+                self.upstream = pulumi.Output.from_input(
+                    f"{market['publisher']}:{market['offer']}:{market['sku']}:{market['version']}"
+                )
         # Left out at their defaults: the inputs of builds made before stages existed stay the same.
         if args.get("playbook", "site.yml") != "site.yml":
             variables["playbook"] = args["playbook"]
@@ -133,7 +158,7 @@ class NativeImageBuild(pulumi.ComponentResource):
                 parent=self,
                 protect=args["is_release"],
                 retain_on_delete=args["is_release"],
-                depends_on=[parent[2]] if parent else None,
+                depends_on=[*([parent[2]] if parent else []), *args.get("after", [])] or None,
             ),
         )
         self.result = step_result(build, dict)

@@ -84,8 +84,9 @@ class Pipeline:
     def native_build(
         self, version: versions.Version, source: ReleaseVersion, built: dict[tuple[str, str], Any] | None = None
     ) -> pulumi.Output[ImageEntry]:
-        """Every stage in the cloud, bottom first (AWS): a parent stage is an AMI tagged ImageStage,
-        and its child starts from it; the oldest version with a stage's key builds it."""
+        """Every stage in the cloud, bottom first: a parent stage is an AMI tagged ImageStage (AWS)
+        or a gallery version in its own image definition (Azure), and its child starts from it; the
+        oldest version with a stage's key builds it."""
         from components.cloud_build import NativeImageBuild, NativeImageBuildArgs
 
         s = self.settings
@@ -116,6 +117,8 @@ class Pipeline:
                         image_name=f"{s.image_name}-{stage.name}",
                         playbook=stage.playbook,
                         stage=stage.name,
+                        parent_stage=True,
+                        after=self.stage_definitions(stage.name, built),
                         **({"parent": below} if below else {}),
                     ),
                 )
@@ -146,6 +149,36 @@ class Pipeline:
             return built
 
         return pulumi.Output.all(build.result, build.upstream).apply(lambda r: entry(r[0], r[1]))
+
+    def stage_definitions(self, stage: str, built: dict[tuple[str, str], Any]) -> list[pulumi.Resource]:
+        """Azure: the gallery image definition of a parent stage (one per stack, made on first use,
+        kept when the stack is destroyed, since gallery versions live in it); none on AWS."""
+        s = self.settings
+        if s.target != "azure":
+            return []
+        if ("definition", stage) not in built:
+            from pulumi_azure_native import compute
+
+            from imagefactory.cloud import stage_image_definition
+
+            built[("definition", stage)] = compute.GalleryImage(
+                f"{stage}-definition",
+                gallery_name=s.azure.gallery,
+                gallery_image_name=stage_image_definition(s.azure.image_definition, stage),
+                resource_group_name=s.azure.resource_group,
+                location=s.azure.location,
+                os_type=compute.OperatingSystemTypes.LINUX,
+                os_state=compute.OperatingSystemStateTypes.GENERALIZED,
+                hyper_v_generation=compute.HyperVGeneration.V2,
+                architecture=compute.Architecture.X64,
+                identifier={
+                    "publisher": s.azure.publisher,
+                    "offer": s.azure.offer,
+                    "sku": stage_image_definition(s.azure.sku, stage),
+                },
+                opts=pulumi.ResourceOptions(retain_on_delete=True),
+            )
+        return [built[("definition", stage)]]
 
     def local_build(
         self,

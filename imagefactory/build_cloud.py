@@ -99,6 +99,13 @@ def build(args: CloudBuildRequest) -> dict[str, object]:
             "output_directory": str(output),
             **json.loads(args.variables),
         }
+        if args.target == "azure" and not variables.get("azure_subscription_id"):
+            variables["azure_subscription_id"] = os.environ.get("ARM_SUBSCRIPTION_ID", "")
+        if variables.get("azure_source_gallery_version") and not variables["azure_subscription_id"]:
+            raise FactoryError(
+                "ARM_SUBSCRIPTION_ID is not set; an Azure stage built on its parent's gallery version "
+                "needs the gallery's subscription"
+            )
         if variables.get("aws_source_ami_tags"):
             # A parent stage: only the very AMI it built matches, besides its tags and owner.
             variables["aws_source_ami_id"] = args.upstream

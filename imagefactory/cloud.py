@@ -226,6 +226,12 @@ def gallery_version_name(version: str, prefix: str = DEFAULT_TAG_PREFIX) -> str:
     return f"{major}.{minor}.{patch}"
 
 
+def stage_image_definition(definition: str, stage: str) -> str:
+    """The gallery image definition of a parent stage in a native Azure chain: the stack's
+    definition named after the stage (debian-12 -> debian-12-base); the top stage keeps the stack's."""
+    return f"{definition}-{stage}"
+
+
 def is_release_candidate(version: str, prefix: str = DEFAULT_TAG_PREFIX) -> bool:
     return bool(parse_release_tag(version, prefix)[3])
 

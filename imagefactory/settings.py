@@ -170,12 +170,6 @@ def validate(raw: dict[str, Any], project_root: Path | None = None) -> Settings:
                     "so a release candidate cannot be told from its release there: publish it from a local stack"
                 )
     stages = _stages(get("stages", [s.to_json() for s in defaults.stages]), project_root)
-    if azure is not None and azure.mode == "native" and len(stages) > 1:
-        raise FactoryError(
-            f"imagefactory:stages has {len(stages)} stages, and imagefactory:azure.mode is native, which builds "
-            "one stage in the cloud; use mode import (every stage is built and checked here, the top one is "
-            "imported), or set imagefactory:stages to [{name: image, playbook: single-stage.yml}]"
-        )
     if azure is not None and azure.mode == "import" and "vhd" not in formats:
         raise FactoryError("imagefactory:formats has no vhd; the azure target's import mode imports the VHD: add vhd")
     return Settings(

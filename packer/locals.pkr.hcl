@@ -16,4 +16,7 @@ locals {
     { for key, value in var.aws_source_ami_tags : "tag:${key}" => value },
     { for id in compact([var.aws_source_ami_id]) : "image-id" => id },
   )
+
+  # An Azure stage built on its parent stage's gallery version rather than the marketplace image.
+  azure_from_gallery = var.azure_source_gallery_version != ""
 }

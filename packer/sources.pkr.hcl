@@ -67,15 +67,23 @@ source "amazon-ebs" "aws" {
 # Native Azure build: a pinned marketplace image, the same Ansible roles, then waagent
 # deprovisioning; the result goes straight into the Compute Gallery.
 source "azure-arm" "azure" {
-  subscription_id                   = var.azure_subscription_id
-  use_azure_cli_auth                = false
-  location                          = var.azure_location
-  vm_size                           = "Standard_B2s"
-  os_type                           = "Linux"
-  image_publisher                   = var.azure_marketplace.publisher
-  image_offer                       = var.azure_marketplace.offer
-  image_sku                         = var.azure_marketplace.sku
-  image_version                     = var.azure_marketplace.version
+  subscription_id    = var.azure_subscription_id
+  use_azure_cli_auth = false
+  location           = var.azure_location
+  vm_size            = "Standard_B2s"
+  os_type            = "Linux"
+  # The source: the pinned marketplace image, or a parent stage's gallery version (never both).
+  image_publisher = local.azure_from_gallery ? "" : var.azure_marketplace.publisher
+  image_offer     = local.azure_from_gallery ? "" : var.azure_marketplace.offer
+  image_sku       = local.azure_from_gallery ? "" : var.azure_marketplace.sku
+  image_version   = local.azure_from_gallery ? "" : var.azure_marketplace.version
+  shared_image_gallery {
+    subscription   = local.azure_from_gallery ? var.azure_subscription_id : ""
+    resource_group = local.azure_from_gallery ? var.azure_resource_group : ""
+    gallery_name   = local.azure_from_gallery ? var.azure_gallery : ""
+    image_name     = var.azure_source_image_definition
+    image_version  = var.azure_source_gallery_version
+  }
   managed_image_resource_group_name = var.azure_resource_group
   managed_image_name                = "${var.image_name}-${var.image_version}"
   azure_tags                        = local.image_tags

@@ -237,6 +237,22 @@ variable "azure_marketplace" {
   }
 }
 
+variable "azure_source_image_definition" {
+  type        = string
+  description = "A parent stage's gallery image definition; with azure_source_gallery_version the build starts from that gallery version instead of the marketplace image."
+  default     = ""
+}
+
+variable "azure_source_gallery_version" {
+  type        = string
+  description = "The parent stage's gallery version X.Y.Z in azure_gallery (empty: start from azure_marketplace)."
+  default     = ""
+  validation {
+    condition     = var.azure_source_gallery_version == "" || can(regex("^[0-9]+\\.[0-9]+\\.[0-9]+$", var.azure_source_gallery_version))
+    error_message = "The azure_source_gallery_version must be X.Y.Z, or empty."
+  }
+}
+
 variable "playbook" {
   type        = string
   description = "The stage's playbook, a file name under ansible/ (base.yml, site.yml, ...)."

@@ -9,7 +9,7 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-from imagefactory import steps
+from imagefactory import build_cloud, steps
 
 ROOT = Path(__file__).resolve().parent.parent
 COPY_IGNORE = shutil.ignore_patterns(
@@ -128,11 +128,13 @@ def fake_step_result(name: str, inputs: dict[str, Any]) -> dict[str, Any]:
         "-vhd": steps.AzureUploadResult("https://st.blob.core.windows.net/imagefactory/x.vhd", "v" * 64, True),
         "-vm": {"reported_version": env.get("IMAGE_VERSION", ""), "pid": 1},
         "-aws-packer": {"amis": {"eu-west-1": "ami-0native"}},
-        "-azure-packer": {
-            "managed_image_id": "/subscriptions/sub-1/resourceGroups/rg-images/providers/Microsoft.Compute/images/i",
-            "gallery_image_version_id": "/subscriptions/sub-1/resourceGroups/rg-images/providers/"
-            "Microsoft.Compute/galleries/imagefactory/images/debian-12/versions/0.1.0",
-        },
+        "-azure-packer": build_cloud.parse_artifact(
+            "azure",
+            {"builds": [{"name": "azure", "artifact_id": "/subscriptions/sub-1/resourceGroups/rg/providers/i"}]},
+            json.loads(env.get("PACKER_VARIABLES", "{}")),
+        )
+        if name.endswith("-azure-packer")
+        else {},
     }
     result = results[max((s for s in results if name.endswith(s)), key=len)]
     return result.to_json() if isinstance(result, steps.Result) else result

@@ -83,3 +83,26 @@ def test_packer_accepts_every_version_the_stack_can_plan(version: str, accepted:
     assert (result.returncode == 0) == accepted, result.stdout + result.stderr
     if not accepted:
         assert "image_version must be <tag prefix>X.Y.Z" in result.stdout + result.stderr
+
+
+@pytest.mark.parametrize(
+    ("variables", "error"),
+    [
+        ({"azure_source_image_definition": "debian-12-base", "azure_source_gallery_version": "0.1.0"}, None),
+        ({"azure_source_gallery_version": "0.1.0"}, "A shared_image_gallery.image_name must be specified"),
+        ({"azure_source_gallery_version": "0.1"}, "azure_source_gallery_version must be X.Y.Z, or empty"),
+    ],
+)
+def test_packer_builds_an_azure_child_from_its_parents_gallery_version(variables: dict, error: str | None) -> None:
+    """The azure-arm source takes a parent stage's gallery version instead of the marketplace image
+    (Packer's own check refuses both at once, and a gallery source without its definition)."""
+    args = ["-only=azure-arm.azure", "-var", "azure_subscription_id=sub-1", "-var", "azure_resource_group=rg"]
+    for name, value in variables.items():
+        args += ["-var", f"{name}={value}"]
+    result = subprocess.run(
+        [str(ROOT / "tools" / "packer-validate.sh"), *args], capture_output=True, text=True, check=False
+    )
+    output = result.stdout + result.stderr
+    assert (result.returncode == 0) == (error is None), output
+    if error:
+        assert error in output

@@ -309,10 +309,62 @@ def test_an_aws_native_chain_builds_the_functional_ami_from_the_base_ami_found_b
     run()
 
 
-def test_an_azure_native_chain_is_refused_naming_the_modes(project: Path) -> None:
-    from imagefactory.errors import FactoryError
-    from imagefactory.settings import validate
+def test_an_azure_native_chain_builds_the_functional_version_from_the_base_gallery_version(project: Path) -> None:
+    """Native Azure, two stages: the base is published to its own image definition (made by the
+    stack, kept on destroy); the functional build's source is the base's gallery version."""
+    azure = {"mode": "native", "resourceGroup": "rg-images", "marketplace": {"version": "0.20250101.0"}}
+    config = stack_config("azure", releases=["release-0.1.0"], buildWorkingTree=False, azure=azure)
 
-    azure = {"mode": "native", "resourceGroup": "rg", "marketplace": {"version": "0.20250101.0"}}
-    with pytest.raises(FactoryError, match=r"imagefactory:azure.mode is native, which builds one stage"):
-        validate({"target": "azure", "buildWorkingTree": False, "azure": azure, "upstreamUrl": "x"}, project)
+    @pulumi.runtime.test
+    def run():  # type: ignore[no-untyped-def]  # a Pulumi test returns an Output
+        program = run_program(project, config)
+
+        def check(images: dict[str, dict]) -> None:
+            base_step = RESOURCES["base-release-0.1.0-azure-packer"]
+            top_step = RESOURCES["release-0.1.0-azure-packer"]
+            base = json.loads(base_step["inputs"]["environment"]["PACKER_VARIABLES"])
+            top = json.loads(top_step["inputs"]["environment"]["PACKER_VARIABLES"])
+            assert (base["playbook"], base["image_stage"], base["image_name"]) == ("base.yml", "base", "debian-12-base")
+            assert (base["azure_image_definition"], base["azure_gallery_version"]) == ("debian-12-base", "0.1.0")
+            assert "azure_source_gallery_version" not in base, "the base starts from the pinned marketplace image"
+            assert top["azure_image_definition"] == "debian-12" and top["image_stage"] == "functional"
+            assert (top["azure_source_image_definition"], top["azure_source_gallery_version"]) == (
+                "debian-12-base",
+                "0.1.0",
+            )
+            upstream = top_step["inputs"]["environment"]["UPSTREAM"]
+            assert upstream.endswith("/galleries/imagefactory/images/debian-12-base/versions/0.1.0"), upstream
+            definition = RESOURCES["base-definition"]
+            assert definition["inputs"]["galleryImageName"] == "debian-12-base"
+            assert definition["retain_on_delete"] and base_step["protect"], "a released base is kept"
+            entry = images["release-0.1.0"]
+            assert entry["azure"]["gallery_image_version_id"].endswith("/images/debian-12/versions/0.1.0")
+            assert_launchable("azure", entry)
+
+        return images_of(program).apply(check)
+
+    run()
+
+
+def test_an_azure_native_child_without_a_subscription_is_refused_before_packer(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from imagefactory import build_cloud
+    from imagefactory.errors import FactoryError
+    from imagefactory.steps import CloudBuildRequest
+
+    monkeypatch.delenv("ARM_SUBSCRIPTION_ID", raising=False)
+    monkeypatch.setattr(build_cloud, "run_packer", lambda *a: pytest.fail("Packer must not start"))
+    variables = {"azure_source_image_definition": "debian-12-base", "azure_source_gallery_version": "0.1.0"}
+    request = CloudBuildRequest(
+        target="azure",
+        version="release-0.1.0",
+        commit="c" * 40,
+        source_dir=tmp_path,
+        work_dir=tmp_path,
+        build_epoch=0,
+        upstream="/subscriptions/s/x",
+        variables=json.dumps(variables),
+    )
+    with pytest.raises(FactoryError, match="ARM_SUBSCRIPTION_ID is not set"):
+        build_cloud.build(request)
