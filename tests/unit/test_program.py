@@ -36,6 +36,7 @@ def _capture(self, request):  # type: ignore[no-untyped-def]  # the monitor's ow
             "parent": request.parent,
             "protect": request.protect,
             "retain_on_delete": request.retainOnDelete,
+            "dependencies": list(request.dependencies),
         }
     )
     return _register(self, request)
@@ -313,11 +314,17 @@ def test_an_azure_native_chain_builds_the_functional_version_from_the_base_galle
     """Native Azure, two stages: the base is published to its own image definition (made by the
     stack, kept on destroy); the functional build's source is the base's gallery version."""
     azure = {"mode": "native", "resourceGroup": "rg-images", "marketplace": {"version": "0.20250101.0"}}
-    config = stack_config("azure", releases=["release-0.1.0"], buildWorkingTree=False, azure=azure)
+    releases = ["release-0.1.0", "release-0.2.0"]
+    config = stack_config("azure", releases=releases, buildWorkingTree=False, azure=azure)
+    # release-0.2.0 changes only the README: it boots the base that release-0.1.0 builds.
+    subprocess.run(["git", "-C", str(project), "tag", "release-0.2.0"], check=True, env=GIT_ENV)
 
     @pulumi.runtime.test
     def run():  # type: ignore[no-untyped-def]  # a Pulumi test returns an Output
-        program = run_program(project, config)
+        try:
+            program = run_program(project, config)
+        finally:
+            subprocess.run(["git", "-C", str(project), "tag", "-d", "release-0.2.0"], check=True, env=GIT_ENV)
 
         def check(images: dict[str, dict]) -> None:
             base_step = RESOURCES["base-release-0.1.0-azure-packer"]
@@ -337,9 +344,19 @@ def test_an_azure_native_chain_builds_the_functional_version_from_the_base_galle
             definition = RESOURCES["base-definition"]
             assert definition["inputs"]["galleryImageName"] == "debian-12-base"
             assert definition["retain_on_delete"] and base_step["protect"], "a released base is kept"
-            entry = images["release-0.1.0"]
-            assert entry["azure"]["gallery_image_version_id"].endswith("/images/debian-12/versions/0.1.0")
-            assert_launchable("azure", entry)
+            assert any(urn.endswith("::base-definition") for urn in base_step["dependencies"]), "definition first"
+            assert [name for name in RESOURCES if name.endswith("-definition")] == ["base-definition"]
+            assert [name for name in RESOURCES if name.startswith("base-") and name.endswith("-packer")] == [
+                "base-release-0.1.0-azure-packer"
+            ], "one base, built once"
+            second = RESOURCES["release-0.2.0-azure-packer"]
+            variables = json.loads(second["inputs"]["environment"]["PACKER_VARIABLES"])
+            assert (variables["azure_gallery_version"], variables["azure_source_gallery_version"]) == ("0.2.0", "0.1.0")
+            assert any(urn.endswith("::base-release-0.1.0-azure-packer") for urn in second["dependencies"])
+            for version in releases:
+                entry = images[version]
+                assert entry["azure"]["gallery_image_version_id"].endswith(f"/images/debian-12/versions/{version[8:]}")
+                assert_launchable("azure", entry)
 
         return images_of(program).apply(check)
 
