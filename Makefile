@@ -5,7 +5,7 @@ SHELL := /bin/bash
 ENV := source tools/env.sh
 STACK ?= local
 
-.PHONY: setup release test lint unit integration preview versions bench lookup ancestry verify deprecate retire reproducible diff
+.PHONY: setup release test lint unit integration preview versions bench lookup ancestry verify deprecate retire reproducible diff promote channels revoke
 
 setup:
 	@tools/setup.sh
@@ -66,6 +66,20 @@ deprecate: setup
 ## retire: the explicit lifecycle step that deletes a deprecated version from the registry.
 retire: setup
 	@$(ENV); python -m imagefactory.registry retire --registry .state/registry --version "$(VERSION)"
+
+## promote: point a channel at a published version, e.g. make promote CHANNEL=stable VERSION=release-0.2.0 (DEV=1: a dev channel)
+promote: setup
+	@$(ENV); python -m imagefactory.channels --registry .state/registry promote --channel "$(CHANNEL)" \
+	  --version "$(VERSION)" $(if $(DEV),--dev)
+
+## channels: list the channels, the version each points at, and their history.
+channels: setup
+	@$(ENV); python -m imagefactory.channels --registry .state/registry list
+
+## revoke: never launch a version again (nor what was built on it), e.g. make revoke VERSION=release-0.2.0 REASON="CVE-…" (STAGE=base: a base version)
+revoke: setup
+	@$(ENV); python -m imagefactory.channels --registry .state/registry revoke --version "$(VERSION)" \
+	  --reason "$(REASON)" $(if $(STAGE),--stage "$(STAGE)")
 
 ## reproducible: build the working tree twice (PAIRS=5: five pairs) and compare each pair in layers.
 reproducible: setup

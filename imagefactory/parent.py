@@ -30,6 +30,12 @@ def resolve_parent(top_registry: Path, stage: str, version: str, child: str) -> 
         raise FactoryError(
             f"stage {stage} {version}, the parent of {child}, is not published in {where}; it has: {available}"
         )
+    revoked = registry.revocation(where, version)
+    if revoked:
+        raise FactoryError(
+            f"stage {stage} {version}, the parent of {child}, is revoked since {revoked['at']}: {revoked['reason']}; "
+            f"{child} is not built on it: change the stage's recipe (a new base version is built) or its upstream"
+        )
     folder = where / version
     manifest_file = folder / "manifest.json"
     if not manifest_file.is_file():

@@ -4,6 +4,8 @@ Layout:
     <registry>/index.json            {"versions": {version: {...summary...}}}
     <registry>/<version>/            the files of one version (read-only), SHA256SUMS, manifest.json
     <registry>/published.jsonl       append-only: the content of every version ever published
+    <registry>/channels.jsonl        append-only: every promotion of a channel (imagefactory.channels)
+    <registry>/revocations.jsonl     append-only: every revoked version, with its reason
 
     python -m imagefactory.registry publish --registry R --staging D --version V
     python -m imagefactory.registry retire  --registry R --version V
@@ -47,7 +49,7 @@ def is_dev(version: str) -> bool:
 
 
 @contextmanager
-def _locked(registry: Path) -> Iterator[None]:
+def locked(registry: Path) -> Iterator[None]:
     registry.mkdir(parents=True, exist_ok=True)
     with open(registry / ".lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
@@ -64,9 +66,10 @@ def read_index(registry: Path) -> dict:
 
 
 LEDGER = "published.jsonl"
+REVOCATIONS = "revocations.jsonl"
 
 
-def _write_index(registry: Path, index: dict) -> None:
+def write_index(registry: Path, index: dict) -> None:
     write_atomic(registry / "index.json", json.dumps(index, indent=2, sort_keys=True) + "\n", durable=True)
 
 
@@ -209,7 +212,7 @@ def publish(registry: Path, staging: Path, version: str) -> ImageEntry:
     manifest = verify_folder(staging)
     if manifest["version"] != version:
         raise FactoryError(f"{staging} holds {manifest['version']}, not {version}")
-    with _locked(registry):
+    with locked(registry):
         index = read_index(registry)
         target = registry / version
         recorded = read_ledger(registry).get(version)
@@ -270,26 +273,63 @@ def publish(registry: Path, staging: Path, version: str) -> ImageEntry:
         }
         if manifest.get("stage_key"):
             index["versions"][version]["stage_key"] = manifest["stage_key"]
-        _write_index(registry, index)
+        write_index(registry, index)
     print(f"registry: published {version} in {target}", file=sys.stderr)
     return entry(registry, manifest)
 
 
-def released_children(registry: Path, version: str) -> list[str]:
-    """For a stage registry (<top>/stages/<stage>): the releases of the top registry whose chain of
-    custody names this version of the stage. A development parent of a release never changes."""
+def built_on(registry: Path, version: str, releases_only: bool = False) -> list[str]:
+    """For a stage registry (<top>/stages/<stage>): the versions of the top registry whose chain
+    of custody names this version of the stage (only releases with releases_only); none for a
+    top registry."""
     if registry.parent.name != "stages":
         return []
     top, stage = registry.parent.parent, registry.name
     children = []
     for name in sorted(read_index(top)["versions"]):
         manifest = top / name / "manifest.json"
-        if is_dev(name) or not manifest.is_file():
+        if (releases_only and is_dev(name)) or not manifest.is_file():
             continue
         chain = _read_json(manifest).get("chain", [])
         if any(link.get("stage") == stage and link.get("version") == version for link in chain[1:-1]):
             children.append(name)
     return children
+
+
+def released_children(registry: Path, version: str) -> list[str]:
+    """The releases built on this version of a stage: a development parent of a release never changes."""
+    return built_on(registry, version, releases_only=True)
+
+
+def read_journal(path: Path) -> list[dict]:
+    """An append-only JSON-lines history (channels, revocations): every record, oldest first."""
+    if not path.exists():
+        return []
+    records = []
+    for number, line in enumerate(path.read_text().splitlines(), 1):
+        try:
+            record = json.loads(line)
+        except ValueError:
+            record = None
+        if not isinstance(record, dict):
+            raise FactoryError(f"{path}:{number} is not a JSON object; the history is damaged")
+        records.append(record)
+    return records
+
+
+def revocation(registry: Path, version: str) -> dict | None:
+    """The first revocation record of `version` in the registry's journal (it survives a rebuilt index)."""
+    return next((r for r in read_journal(registry / REVOCATIONS) if r.get("version") == version), None)
+
+
+def check_not_revoked(registry: Path, version: str, allow: bool = False) -> None:
+    """A revoked version is never handed out (lookups, parents), unless asked for explicitly."""
+    record = revocation(registry, version)
+    if record and not allow:
+        raise FactoryError(
+            f"{version} is revoked since {record['at']}: {record['reason']}; it must never be launched or built "
+            "on again (--allow-revoked reads it anyway)"
+        )
 
 
 def _link_or_copy(src: str, dst: str) -> None:
@@ -307,11 +347,11 @@ def _known(index: dict, version: str) -> None:
 
 def deprecate(registry: Path, version: str, when: str) -> None:
     """Mark a version deprecated: still published and launchable, but announced for retirement."""
-    with _locked(registry):
+    with locked(registry):
         index = read_index(registry)
         _known(index, version)
         index["versions"][version]["deprecated"] = when
-        _write_index(registry, index)
+        write_index(registry, index)
 
 
 def retire(registry: Path, version: str, missing_ok: bool = False) -> None:
@@ -319,18 +359,26 @@ def retire(registry: Path, version: str, missing_ok: bool = False) -> None:
 
     A release must be deprecated first; a development version may go at any time.
     """
-    with _locked(registry):
+    with locked(registry):
         index = read_index(registry)
         if version not in index["versions"] and missing_ok:
             return
         _known(index, version)
+        from imagefactory.channels import channels  # channels builds on this module
+
+        following = sorted(name for name, info in channels(registry).items() if info["version"] == version)
+        if following:
+            raise FactoryError(
+                f"channel {', '.join(following)} points at {version}; promote the channel to another version "
+                f"first (make promote CHANNEL={following[0]} VERSION=…), then retire {version}"
+            )
         if not is_dev(version) and "deprecated" not in index["versions"][version]:
             raise FactoryError(
                 f"{version} is a release that is not deprecated; deprecate it first "
                 f"(make deprecate VERSION={version}), then retire it"
             )
         del index["versions"][version]
-        _write_index(registry, index)
+        write_index(registry, index)
         shutil.rmtree(registry / version, ignore_errors=True)
 
 
@@ -372,11 +420,12 @@ def check_release_settings(registry: Path, version: str, configured: dict[str, o
             )
 
 
-def _lookup(registry: Path, version: str, fmt: str | None) -> ImageEntry:
+def _lookup(registry: Path, version: str, fmt: str | None, allow_revoked: bool = False) -> ImageEntry:
     index = read_index(registry)
     if version not in index["versions"]:
         available = ", ".join(sorted(index["versions"])) or "none"
         raise FactoryError(f"version {version} is not published; published versions: {available}")
+    check_not_revoked(registry, version, allow_revoked)
     if not (registry / version).is_dir():
         raise FactoryError(
             f"{registry / version} is missing: {version} is in the index but its folder was deleted or moved"
@@ -394,14 +443,14 @@ def _lookup(registry: Path, version: str, fmt: str | None) -> ImageEntry:
     return found
 
 
-def lookup_entry(registry: Path, version: str) -> ImageEntry:
+def lookup_entry(registry: Path, version: str, allow_revoked: bool = False) -> ImageEntry:
     """The published, verified entry of `version` (every file checked against its digest)."""
-    return _lookup(registry, version, None)
+    return _lookup(registry, version, None, allow_revoked)
 
 
-def lookup_file(registry: Path, version: str, fmt: str) -> FileEntry:
+def lookup_file(registry: Path, version: str, fmt: str, allow_revoked: bool = False) -> FileEntry:
     """One published file of `version`, verified; the error lists the formats it has."""
-    return _lookup(registry, version, fmt)["formats"][fmt]
+    return _lookup(registry, version, fmt, allow_revoked)["formats"][fmt]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -419,6 +468,7 @@ def main(argv: list[str] | None = None) -> int:
         "--missing-ok", action="store_true", help="succeed when the version is already gone"
     )
     sub.choices["lookup"].add_argument("--format")
+    sub.choices["lookup"].add_argument("--allow-revoked", action="store_true", help="read a revoked version anyway")
     args = parser.parse_args(argv)
     if args.command == "publish":  # the pipeline step: its ImageEntry is the last stdout line
         return run_step("registry", lambda: publish(args.registry, args.staging, args.version))
@@ -434,10 +484,11 @@ def command(args: argparse.Namespace) -> None:
         retire(args.registry, args.version, args.missing_ok)
         print(f"registry: retired {args.version}", file=sys.stderr)
     elif args.command == "lookup":
+        allow = args.allow_revoked
         if args.format:  # only that file is read and checked
-            print(Path(lookup_file(args.registry, args.version, args.format)["path"]).absolute())
+            print(Path(lookup_file(args.registry, args.version, args.format, allow)["path"]).absolute())
         else:
-            print(json.dumps(absolute_entry(lookup_entry(args.registry, args.version), Path.cwd()), indent=2))
+            print(json.dumps(absolute_entry(lookup_entry(args.registry, args.version, allow), Path.cwd()), indent=2))
         from imagefactory.ancestry import status  # the ancestry status reads this module
 
         manifest = _read_json(args.registry / args.version / "manifest.json")  # checked by the lookup
