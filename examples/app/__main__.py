@@ -1,15 +1,36 @@
-"""Example application stack: run the image version named by `imageVersion`.
+"""Example application stack: run the image version named by `imageVersion`, or the version a
+channel of the image registry points at (`imageChannel`, e.g. stable).
 
 Reads the image stack through a StackReference and launches that version. Bumping
-`imageVersion` replaces the machine (turn-and-burn); setting the previous version rolls back.
+`imageVersion` (or promoting the channel) replaces the machine (turn-and-burn); setting the
+previous version (or promoting it again) rolls back. A revoked version is never launched: the
+preview fails with the reason the revocation gave.
 """
+
+from pathlib import Path
 
 import pulumi
 
 from components.launch_template import LaunchTemplate, require_version
+from imagefactory import channels, registry
+from imagefactory.errors import FactoryError
 
 config = pulumi.Config()
-version = config.require("imageVersion")
+pinned, channel = config.get("imageVersion"), config.get("imageChannel")
+if bool(pinned) == bool(channel):
+    raise pulumi.RunError(
+        "set exactly one of imageVersion (a published version, e.g. release-0.1.0) and imageChannel "
+        "(a channel of the image registry, e.g. stable: make channels lists them)"
+    )
+# The image stack's registry (its `registry` output), where channels and revocations are kept.
+registry_dir = Path(config.get("imageRegistry") or Path(__file__).resolve().parents[2] / ".state" / "registry")
+try:
+    version = channels.resolve(registry_dir, channel) if channel else str(pinned)
+    registry.check_not_revoked(registry_dir, version)
+except FactoryError as exc:
+    raise pulumi.RunError(f"{exc}; the machines already running keep running until this stack changes") from None
+if channel:
+    pulumi.log.info(f"channel {channel} points at {version}")
 image_stack = config.get("imageStack") or "organization/imagefactory/local"
 target = config.get("target") or "local"
 
@@ -26,6 +47,7 @@ app = LaunchTemplate(
     },
 )
 pulumi.export("imageVersion", version)
+pulumi.export("imageChannel", channel)
 pulumi.export("launch", app.launch)
 
 

@@ -13,6 +13,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -166,6 +167,16 @@ class App:
         return json.loads(self.run("stack", "output", "--json").stdout)["launch"]
 
 
+def channel(image_project: Project, *args: str) -> None:
+    """make promote / make revoke on the image project's registry."""
+    subprocess.run(
+        [sys.executable, "-m", "imagefactory.channels", "--registry", ".state/registry", *args],
+        cwd=image_project.path,
+        env=image_project.env,
+        check=True,
+    )
+
+
 def test_an_application_launches_by_version_and_upgrades_by_turn_and_burn(two_releases: Project) -> None:
     app = App(two_releases)
     pulumi(app.path, "stack", "init", "dev", "--secrets-provider", "passphrase", env=app.env)
@@ -197,9 +208,24 @@ def test_an_application_launches_by_version_and_upgrades_by_turn_and_burn(two_re
         assert second["reported_version"] == "release-0.2.0"
         assert not Path(f"/proc/{first['pid']}").exists(), "the old VM is gone once the new one is healthy"
 
-        app.use("release-0.1.0")
+        # Follow a channel instead: it points at the running version, so nothing changes.
+        channel(two_releases, "promote", "--channel", "stable", "--version", "release-0.2.0")
+        app.run("config", "rm", "imageVersion")
+        app.run("config", "set", "imageChannel", "stable")
+        preview = json.loads(app.run("preview", "--json").stdout)
+        vm_ops = [step["op"] for step in preview["steps"] if step["urn"].endswith("app-vm")]
+        assert vm_ops in ([], ["same"]), vm_ops
+        # The version is revoked: the app's preview fails with the reason, the VM keeps running.
+        channel(two_releases, "revoke", "--version", "release-0.2.0", "--reason", "CVE-2026-0001 in openssh")
+        refused = app.run("preview", check=False)
+        assert refused.returncode != 0
+        assert "channel stable points at release-0.2.0 is revoked since" in refused.stdout, refused.stdout[-3000:]
+        assert "CVE-2026-0001 in openssh" in refused.stdout and "Traceback" not in refused.stdout
+        assert Path(f"/proc/{second['pid']}").exists(), "a revocation never stops a running machine"
+        # Rolling back is promoting the previous version: the app moves with the channel.
+        channel(two_releases, "promote", "--channel", "stable", "--version", "release-0.1.0")
         app.run("up", "--yes", "--skip-preview")
-        assert app.launch()["reported_version"] == "release-0.1.0", "rolling back is setting the previous version"
+        assert app.launch()["reported_version"] == "release-0.1.0", "rolling back is promoting the previous version"
         assert not Path(f"/proc/{second['pid']}").exists()
     finally:
         app.run("destroy", "--yes", check=False)

@@ -1,0 +1,98 @@
+"""The example application stack (`examples/app/__main__.py`) under Pulumi mocks: it launches
+the version its channel points at, and refuses a revoked version before anything launches."""
+
+from __future__ import annotations
+
+import json
+import os
+import runpy
+from pathlib import Path
+from typing import Any
+
+import pulumi
+import pytest
+
+from imagefactory import channels, registry
+from tests.helpers import ROOT
+from tests.unit.test_registry import staging
+
+APP = ROOT / "examples" / "app" / "__main__.py"
+LAUNCHED: dict[str, Any] = {}
+
+
+def entry(version: str) -> dict[str, Any]:
+    qcow2 = {"path": f"/r/{version}.qcow2", "sha256": version[-1] * 64, "bytes": 1}
+    return {"version": version, "commit": "c" * 40, "formats": {"qcow2": qcow2}, "chain": []}
+
+
+class Mocks(pulumi.runtime.Mocks):
+    def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str, dict]:
+        if args.typ == "pulumi:pulumi:StackReference":
+            images = {v: entry(v) for v in ("release-0.1.0", "release-0.2.0")}
+            return args.name, {"outputs": {"images": images}, "name": args.name}
+        outputs = dict(args.inputs)
+        if args.typ == "command:local:Command":
+            LAUNCHED.update(args.inputs["environment"])
+            outputs["stdout"] = json.dumps({"reported_version": args.inputs["environment"]["IMAGE_VERSION"]})
+        return f"{args.name}-id", outputs
+
+    def call(self, args: pulumi.runtime.MockCallArgs) -> tuple[dict, list | None]:
+        return {}, []
+
+
+@pytest.fixture
+def reg(tmp_path: Path) -> Path:
+    where = tmp_path / "registry"
+    for version in ("release-0.1.0", "release-0.2.0"):
+        registry.publish(where, staging(tmp_path, version, version.encode()), version)
+    return where
+
+
+def run_app(config: dict[str, str]) -> dict[str, Any]:
+    LAUNCHED.clear()
+    pulumi.runtime.set_mocks(Mocks(), project="imagefactory-app", stack="dev", preview=False)
+    pulumi.runtime.set_all_config({f"imagefactory-app:{k}": v for k, v in config.items()})
+    cwd = Path.cwd()
+    os.chdir(APP.parent)
+    try:
+        return runpy.run_path(str(APP), run_name="__main__")
+    finally:
+        os.chdir(cwd)
+
+
+def test_the_app_launches_the_version_its_channel_points_at(reg: Path) -> None:
+    channels.promote(reg, "stable", "release-0.1.0")
+    channels.promote(reg, "stable", "release-0.2.0")
+
+    @pulumi.runtime.test
+    def run():  # type: ignore[no-untyped-def]  # a Pulumi test returns an Output
+        program = run_app({"imageChannel": "stable", "imageRegistry": str(reg)})
+
+        def check(launch: dict) -> None:
+            assert program["version"] == "release-0.2.0"
+            assert launch["reported_version"] == "release-0.2.0"
+            assert LAUNCHED["IMAGE_PATH"] == "/r/release-0.2.0.qcow2"
+
+        return program["app"].launch.apply(check)
+
+    run()
+
+
+@pytest.mark.parametrize(
+    ("config", "message"),
+    [
+        ({"imageChannel": "stable"}, r"channel stable points at release-0\.2\.0 is revoked since .*: CVE-1"),
+        ({"imageVersion": "release-0.2.0"}, r"release-0\.2\.0 is revoked since .*: CVE-1; .*keep running"),
+        ({"imageChannel": "canary"}, r"channel canary does not exist; channels: stable"),
+        ({"imageChannel": "stable", "imageVersion": "release-0.1.0"}, r"set exactly one of imageVersion"),
+        ({}, r"set exactly one of imageVersion .* and imageChannel"),
+    ],
+)
+def test_the_app_refuses_a_revoked_version_or_an_unclear_choice_before_launching(
+    reg: Path, config: dict[str, str], message: str
+) -> None:
+    channels.promote(reg, "stable", "release-0.2.0")
+    channels.revoke(reg, "release-0.2.0", "CVE-1")
+    with pytest.raises(pulumi.RunError, match=message):
+        run_app({**config, "imageRegistry": str(reg)})
+    assert not LAUNCHED, "nothing is launched"
