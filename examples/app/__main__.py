@@ -23,7 +23,8 @@ if bool(pinned) == bool(channel):
         "(a channel of the image registry, e.g. stable: make channels lists them)"
     )
 # The image stack's registry (its `registry` output), where channels and revocations are kept.
-registry_dir = Path(config.get("imageRegistry") or Path(__file__).resolve().parents[2] / ".state" / "registry")
+# Relative paths are from this project's folder, where Pulumi runs the program (as stateDir is).
+registry_dir = Path(config.get("imageRegistry") or "../../.state/registry")
 try:
     version = channels.resolve(registry_dir, channel) if channel else str(pinned)
     registry.check_not_revoked(registry_dir, version)
