@@ -1,8 +1,9 @@
-"""Lifecycle of published AMIs, by version: list, copy, deprecate, deregister (with snapshots).
+"""Lifecycle of published AMIs, by version: list, copy, deprecate, revoke, deregister (with snapshots).
 
     python -m imagefactory.aws_lifecycle list       --owner O [--region R]
     python -m imagefactory.aws_lifecycle copy       --version V --owner O --region R --to R2 [--to R3]
     python -m imagefactory.aws_lifecycle deprecate  --version V --owner O --region R --at 2027-01-01T00:00:00Z
+    python -m imagefactory.aws_lifecycle revoke     --version V --owner O --region R --reason TEXT
     python -m imagefactory.aws_lifecycle deregister --version V --owner O --region R
 
 Deregistering also deletes the AMI's EBS snapshots, which a plain deregistration (and Packer's
@@ -13,12 +14,13 @@ environment; nothing is logged. --endpoint-url points at an emulator for tests.
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import json
 import sys
 from typing import Any
 
 from imagefactory.errors import FactoryError
-from imagefactory.lookup import find_ami
+from imagefactory.lookup import REVOKED_TAG, find_ami
 
 
 def client(region: str, endpoint_url: str | None):
@@ -80,6 +82,22 @@ def deprecate(ec2, version: str, owner: str, at: str) -> str:
     return image_id
 
 
+def revoke(ec2, version: str, owner: str, reason: str, now: dt.datetime) -> dict[str, str]:
+    """Never launch the version again: tag its AMI ImageRevoked=<reason> (lookups refuse it), then
+    deprecate it at the next whole minute (EC2 takes no past time), which hides it from new launches."""
+    reason = reason.strip()
+    if not reason or len(reason) > 256:
+        raise FactoryError(f"--reason has {len(reason)} characters; accepted: 1 to 256 (an EC2 tag value)")
+    image_id = find_ami(ec2, version, owner, allow_revoked=True)
+    at = (now.replace(second=0, microsecond=0) + dt.timedelta(minutes=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    ec2.create_tags(
+        Resources=[image_id],
+        Tags=[{"Key": REVOKED_TAG, "Value": reason}, {"Key": "DeprecateAt", "Value": at}],
+    )
+    ec2.enable_image_deprecation(ImageId=image_id, DeprecateAt=at)
+    return {"image_id": image_id, "revoked": reason, "deprecate_at": at}
+
+
 def deregister(ec2, version: str, owner: str) -> dict[str, Any]:
     """Deregister the version's AMI, then delete the snapshots it was made of."""
     image_id = find_ami(ec2, version, owner)
@@ -97,12 +115,13 @@ def deregister(ec2, version: str, owner: str) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Lifecycle of published AMIs, by version.")
-    parser.add_argument("command", choices=("list", "copy", "deprecate", "deregister"))
+    parser.add_argument("command", choices=("list", "copy", "deprecate", "revoke", "deregister"))
     parser.add_argument("--owner", required=True, help="the account that owns the AMIs (always pinned)")
     parser.add_argument("--region", default="us-east-1")
     parser.add_argument("--version")
     parser.add_argument("--to", action="append", default=[], help="copy: a destination region (repeatable)")
     parser.add_argument("--at", help="deprecate: RFC 3339 time, e.g. 2027-01-01T00:00:00Z")
+    parser.add_argument("--reason", default="", help="revoke: why the version must never be launched again")
     parser.add_argument("--endpoint-url")
     args = parser.parse_args(argv)
     try:
@@ -119,6 +138,8 @@ def main(argv: list[str] | None = None) -> int:
             if not args.at:
                 raise FactoryError("deprecate needs --at, an RFC 3339 time such as 2027-01-01T00:00:00Z")
             output = {"image_id": deprecate(ec2, args.version, args.owner, args.at), "deprecate_at": args.at}
+        elif args.command == "revoke":
+            output = revoke(ec2, args.version, args.owner, args.reason, dt.datetime.now(dt.UTC))
         else:
             output = deregister(ec2, args.version, args.owner)
     except FactoryError as exc:

@@ -16,9 +16,12 @@ from pathlib import Path
 
 from imagefactory.errors import FactoryError, run_step
 
+REVOKED_TAG = "ImageRevoked"
 
-def find_ami(client, version: str, owner: str) -> str:
-    """The one AMI of `owner` tagged ImageVersion=`version`; refuse none or several."""
+
+def find_ami(client, version: str, owner: str, allow_revoked: bool = False) -> str:
+    """The one AMI of `owner` tagged ImageVersion=`version`; refuse none or several, and a revoked
+    one (tagged ImageRevoked=<reason>) unless allow_revoked."""
     response = client.describe_images(Owners=[owner], Filters=[{"Name": "tag:ImageVersion", "Values": [version]}])
     images = response.get("Images", [])
     if not images:
@@ -26,6 +29,12 @@ def find_ami(client, version: str, owner: str) -> str:
     if len(images) > 1:
         ids = ", ".join(sorted(i["ImageId"] for i in images))
         raise FactoryError(f"{len(images)} AMIs owned by {owner} are tagged ImageVersion={version}: {ids}")
+    tags = {t["Key"]: t["Value"] for t in images[0].get("Tags", [])}
+    if REVOKED_TAG in tags and not allow_revoked:
+        raise FactoryError(
+            f"{version} ({images[0]['ImageId']}) is revoked: {tags[REVOKED_TAG]}; it must never be launched again "
+            "(--allow-revoked reads it anyway)"
+        )
     return images[0]["ImageId"]
 
 
@@ -44,6 +53,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--region", default="us-east-1")
     parser.add_argument("--owner", help="AWS account that owns the AMI (required for aws: never trust any owner)")
     parser.add_argument("--endpoint-url", help="an EC2 endpoint other than AWS's, e.g. a local emulator")
+    parser.add_argument("--allow-revoked", action="store_true", help="find a revoked version anyway")
     args = parser.parse_args(argv)
     return run_step("lookup", lambda: print(find(args)))
 
@@ -52,10 +62,10 @@ def find(args: argparse.Namespace) -> str:
     if args.target == "aws":
         if not args.owner:
             raise FactoryError("--owner is required for aws: an AMI is only trusted from a pinned owner")
-        return find_ami(aws_client(args.region, args.endpoint_url), args.version, args.owner)
+        return find_ami(aws_client(args.region, args.endpoint_url), args.version, args.owner, args.allow_revoked)
     from imagefactory.registry import lookup_file
 
-    return lookup_file(args.registry, args.version, args.format)["path"]
+    return lookup_file(args.registry, args.version, args.format, args.allow_revoked)["path"]
 
 
 if __name__ == "__main__":

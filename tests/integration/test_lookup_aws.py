@@ -82,6 +82,18 @@ def test_lookup_refuses_an_unpinned_owner(moto_endpoint: str) -> None:
     assert "--owner is required" in result.stderr
 
 
+def test_lookup_refuses_a_revoked_ami_naming_the_reason(moto_endpoint: str) -> None:
+    image, owner = publish_ami(moto_endpoint, "release-0.4.0")
+    ec2 = boto3.client("ec2", region_name=REGION, endpoint_url=moto_endpoint)
+    # What `aws_lifecycle revoke` tags (its EnableImageDeprecation call is checked with a Stubber).
+    ec2.create_tags(Resources=[image], Tags=[{"Key": "ImageRevoked", "Value": "CVE-2026-0001"}])
+    result = lookup(moto_endpoint, "--version", "release-0.4.0", "--owner", owner)
+    assert result.returncode == 1
+    assert f"release-0.4.0 ({image}) is revoked: CVE-2026-0001" in result.stderr and "Traceback" not in result.stderr
+    allowed = lookup(moto_endpoint, "--version", "release-0.4.0", "--owner", owner, "--allow-revoked")
+    assert allowed.returncode == 0 and allowed.stdout.strip() == image
+
+
 def lifecycle(endpoint: str, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "imagefactory.aws_lifecycle", *args, "--endpoint-url", endpoint],
