@@ -12,7 +12,7 @@ tests/unit/test_aws_import.py fails if the two disagree.
 
 from __future__ import annotations
 
-from typing import TypedDict
+from typing import NotRequired, TypedDict
 
 import pulumi
 import pulumi_aws as aws
@@ -33,6 +33,8 @@ class AwsImageArgs(TypedDict):
     build_time: pulumi.Input[str]
     image_name: str
     settings: AwsSettings
+    revoked: NotRequired[str]
+    """The reason of the registry's revocation of this version: tagged ImageRevoked on every AMI."""
 
 
 class AwsImage(pulumi.ComponentResource):
@@ -51,7 +53,7 @@ class AwsImage(pulumi.ComponentResource):
         # upstream digest and the build time with the same rules that aws_import.plan() applies.
         fixed = layout(settings, version, image_name, commit)
         tags = pulumi.Output.from_input(args["upstream"]).apply(
-            lambda upstream: image_tags(version, commit, upstream, image_name)
+            lambda upstream: image_tags(version, commit, upstream, image_name, args.get("revoked", ""))
         )
         deprecate_at = pulumi.Output.from_input(args["build_time"]).apply(
             lambda built: deprecation_time(built, settings.deprecate_after_days)

@@ -7,7 +7,7 @@ with an end-of-life date, and excluded from `latest` for release candidates.
 
 from __future__ import annotations
 
-from typing import TypedDict
+from typing import NotRequired, TypedDict
 
 import pulumi
 from pulumi_azure_native import authorization, compute, storage
@@ -33,6 +33,9 @@ class AzureImageArgs(TypedDict):
     settings: AzureSettings
     release_candidate: bool
     """Release candidates are published but excluded from `latest`."""
+    revoked: NotRequired[dict[str, str]]
+    """The registry's revocation of this version ({at, reason}): the gallery version is excluded
+    from `latest`, reaches its end of life at the revocation, and is tagged ImageRevoked."""
 
 
 class AzureImage(pulumi.ComponentResource):
@@ -46,8 +49,11 @@ class AzureImage(pulumi.ComponentResource):
         released = args["is_release"]
         child = pulumi.ResourceOptions(parent=self)
         keep = pulumi.ResourceOptions(parent=self, protect=released, retain_on_delete=released)
+        revoked = args.get("revoked") or {}
         tags = pulumi.Output.from_input(args["upstream"]).apply(
-            lambda upstream: image_tags(args["version"], args["commit"], upstream, args["image_name"])
+            lambda upstream: image_tags(
+                args["version"], args["commit"], upstream, args["image_name"], revoked.get("reason", "")
+            )
         )
         container = storage.BlobContainer(
             f"{name}-container",
@@ -111,10 +117,11 @@ class AzureImage(pulumi.ComponentResource):
                 "target_regions": [
                     {"name": region, "regional_replica_count": replicas} for region, replicas in settings.target_regions
                 ],
-                "end_of_life_date": pulumi.Output.from_input(args["build_time"]).apply(
+                "end_of_life_date": revoked.get("at")
+                or pulumi.Output.from_input(args["build_time"]).apply(
                     lambda built: end_of_life_date(built, settings.end_of_life_days)
                 ),
-                "exclude_from_latest": args["release_candidate"],
+                "exclude_from_latest": args["release_candidate"] or bool(revoked),
             },
             storage_profile={"os_disk_image": {"source": {"storage_account_id": storage_account_id, "uri": blob_url}}},
             tags=tags,

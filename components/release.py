@@ -28,7 +28,7 @@ from components.image_release import ImageRelease
 from components.parent_image import ParentImage
 from components.release_version import ReleaseVersion
 from components.upstream_image import UpstreamImage
-from imagefactory import stages, versions
+from imagefactory import registry, stages, versions
 from imagefactory.cloud import is_release_candidate
 from imagefactory.settings import Settings
 from imagefactory.steps import ImageEntry
@@ -343,6 +343,8 @@ class Pipeline:
         )
         entry: pulumi.Output[ImageEntry] = release.entry
         published = pulumi.ResourceOptions(depends_on=[release])
+        # `make revoke` is carried to the clouds by the next `pulumi up` (README, Channels and revocation).
+        revoked = registry.revocation(Path(s.registry_dir), version.name)
         if s.target == "aws":
             from components.aws_image import AwsImage
 
@@ -358,6 +360,7 @@ class Pipeline:
                     "build_time": build.build_time,
                     "image_name": s.image_name,
                     "settings": s.aws,
+                    **({"revoked": revoked["reason"]} if revoked else {}),
                 },
                 published,
             )
@@ -379,6 +382,7 @@ class Pipeline:
                     "tag_prefix": s.tag_prefix,
                     "settings": s.azure,
                     "release_candidate": version.is_release and is_release_candidate(version.name, s.tag_prefix),
+                    **({"revoked": {"at": revoked["at"], "reason": revoked["reason"]}} if revoked else {}),
                 },
                 published,
             )

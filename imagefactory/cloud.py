@@ -204,15 +204,19 @@ def azure_settings(raw: dict[str, Any]) -> AzureSettings:
     )
 
 
-def image_tags(version: str, commit: str, upstream: str, name: str) -> dict[str, str]:
-    """Tags on every AMI and snapshot: how people and scripts find an image by its version."""
-    return {
+def image_tags(version: str, commit: str, upstream: str, name: str, revoked: str = "") -> dict[str, str]:
+    """Tags on every AMI and snapshot: how people and scripts find an image by its version; a
+    revoked version also carries ImageRevoked=<reason>, which the lookups refuse."""
+    tags = {
         "Name": f"{name}-{version}",
         "ImageVersion": version,
         "ImageCommit": commit,
         "ImageUpstream": upstream[:255],
         "ManagedBy": "imagefactory",
     }
+    if revoked:
+        tags["ImageRevoked"] = revoked[:256]
+    return tags
 
 
 def gallery_version_name(version: str, prefix: str = DEFAULT_TAG_PREFIX) -> str:
