@@ -169,7 +169,10 @@ def test_the_azure_stack_publishes_gallery_version_x_y_z_from_the_verified_vhd(p
     return images_of(program).apply(check)
 
 
-def test_a_revoked_version_is_tagged_in_both_clouds_and_leaves_azure_latest(project: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("stack", ["aws", "azure"])
+def test_a_revoked_version_is_tagged_in_both_clouds_and_leaves_azure_latest(
+    project: Path, tmp_path: Path, stack: str
+) -> None:
     """`make revoke`, then `pulumi up`: the AMIs and snapshot carry ImageRevoked; the gallery
     version is excluded from latest and reaches its end of life at the revocation."""
     from imagefactory import channels
@@ -181,27 +184,25 @@ def test_a_revoked_version_is_tagged_in_both_clouds_and_leaves_azure_latest(proj
     ).stdout.strip()
     (registry / "index.json").write_text(json.dumps({"versions": {"release-0.1.0": {"commit": commit}}}))
     channels.revoke(registry, "release-0.1.0", "CVE-2026-0001", at="2026-11-28T10:00:00Z", by="t")
-    for stack in ("aws", "azure"):
-        config = stack_config(stack, releases=["release-0.1.0"], buildWorkingTree=False, registryDir=str(registry))
+    config = stack_config(stack, releases=["release-0.1.0"], buildWorkingTree=False, registryDir=str(registry))
 
-        @pulumi.runtime.test
-        def run():  # type: ignore[no-untyped-def]  # a Pulumi test returns an Output
-            program = run_program(project, config)
+    @pulumi.runtime.test
+    def run():  # type: ignore[no-untyped-def]  # a Pulumi test returns an Output
+        program = run_program(project, config)
 
-            def check(images: dict[str, dict]) -> None:
-                if stack == "aws":
-                    for suffix in ("-snapshot", "-ami", "-ami-eu-central-1", "-ami-us-east-1"):
-                        assert named(f"release-0.1.0{suffix}")["inputs"]["tags"]["ImageRevoked"] == "CVE-2026-0001"
-                else:
-                    version = named("release-0.1.0-version")["inputs"]
-                    assert version["publishingProfile"]["excludeFromLatest"] is True
-                    assert version["publishingProfile"]["endOfLifeDate"] == "2026-11-28T10:00:00Z"
-                    assert version["tags"]["ImageRevoked"] == "CVE-2026-0001"
+        def check(images: dict[str, dict]) -> None:
+            if stack == "aws":
+                for suffix in ("-snapshot", "-ami", "-ami-eu-central-1", "-ami-us-east-1"):
+                    assert named(f"release-0.1.0{suffix}")["inputs"]["tags"]["ImageRevoked"] == "CVE-2026-0001"
+            else:
+                version = named("release-0.1.0-version")["inputs"]
+                assert version["publishingProfile"]["excludeFromLatest"] is True
+                assert version["publishingProfile"]["endOfLifeDate"] == "2026-11-28T10:00:00Z"
+                assert version["tags"]["ImageRevoked"] == "CVE-2026-0001"
 
-            return images_of(program).apply(check)
+        return images_of(program).apply(check)
 
-        run()
-        RESOURCES.clear()
+    run()
 
 
 @pytest.mark.parametrize(
