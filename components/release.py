@@ -360,7 +360,7 @@ class Pipeline:
                     "build_time": build.build_time,
                     "image_name": s.image_name,
                     "settings": s.aws,
-                    **({"revoked": revoked["reason"]} if revoked else {}),
+                    "revoked": revoked["reason"] if revoked else "",
                 },
                 published,
             )
@@ -382,7 +382,7 @@ class Pipeline:
                     "tag_prefix": s.tag_prefix,
                     "settings": s.azure,
                     "release_candidate": version.is_release and is_release_candidate(version.name, s.tag_prefix),
-                    **({"revoked": {"at": revoked["at"], "reason": revoked["reason"]}} if revoked else {}),
+                    "revoked": {"at": revoked["at"], "reason": revoked["reason"]} if revoked else {},
                 },
                 published,
             )
