@@ -55,13 +55,19 @@ def status(top: Path, entry: dict[str, Any]) -> list[str]:
 
 
 def ancestry(top: Path, version: str) -> dict[str, Any]:
-    entry: dict[str, Any] = dict(registry.lookup_entry(top, version))  # every file of the version, verified
+    # Every file of the version, verified; a revoked version's chain is still shown (and says so).
+    entry: dict[str, Any] = dict(registry.lookup_entry(top, version, allow_revoked=True))
     chain = entry.get("chain")
     if not chain:
         raise FactoryError(f"{version} was published without a chain of custody (before stages existed)")
     for link in chain[1:-1]:
         check_link(top, link)
-    return {"version": version, "chain": chain, "outdated": status(top, entry)}
+    revoked = [f"{version} is revoked since {r['at']}: {r['reason']}" for r in [registry.revocation(top, version)] if r]
+    for link in chain[1:-1]:
+        record = registry.revocation(stage_registry(top, link["stage"]), link.get("version", ""))
+        if record:
+            revoked.append(f"its {link['stage']} {link['version']} is revoked since {record['at']}: {record['reason']}")
+    return {"version": version, "chain": chain, "outdated": status(top, entry), "revoked": revoked}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -80,6 +86,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"chain verified: {len(found['chain']) - 1} stage(s) on the upstream, every published file matches")
         for note in found["outdated"]:
             print(f"outdated: {note}")
+        for note in found["revoked"]:
+            print(f"revoked: {note}")
 
     return run_step("ancestry", show)
 

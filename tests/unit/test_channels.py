@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from imagefactory import channels, registry, stages
+from imagefactory.ancestry import ancestry
 from imagefactory.checksums import file_digest, format_sums
 from imagefactory.errors import FactoryError
 from imagefactory.parent import resolve_parent
@@ -134,6 +135,11 @@ def test_revoking_a_base_revokes_the_images_built_on_it_and_no_child_is_built_on
     assert done == [(base_registry, "release-0.1.0"), (top, "release-0.1.0"), (top, "release-0.2.0")]
     assert channels.revocations(top)["release-0.2.0"]["because"] == "base release-0.1.0"
     assert "release-0.3.0" not in channels.revocations(top), "an image on another base is untouched"
+    found = ancestry(top, "release-0.2.0")  # inspection still works, and says why
+    assert found["revoked"] == [
+        "release-0.2.0 is revoked since t: hardening gap",
+        "its base release-0.1.0 is revoked since t: hardening gap",
+    ]
     with pytest.raises(
         FactoryError,
         match=r"stage base release-0\.1\.0, the parent of release-0\.4\.0, is revoked since t: hardening gap",
