@@ -83,6 +83,10 @@ def ours(project: Path, env: dict[str, str]) -> dict[str, Any]:
     health = project / "ansible" / "roles" / "health" / "templates" / "health.py.j2"
     health.write_text(health.read_text() + "# a functional change: only the top stage rebuilds\n")
     _, top_only = timed(pulumi, project, "up", "--yes", "--skip-preview", "--stack", "local", env=env)
+    # The version bump retired the first development version: measure the conversions on the RAW
+    # that is published now (the top-stage rebuild's).
+    outputs = json.loads(pulumi(project, "stack", "output", "--json", "--stack", "local", env=env).stdout)
+    image = next(iter(outputs["images"].values()))
     return {
         "release_seconds": total,
         "top_stage_rebuild_seconds": top_only,
