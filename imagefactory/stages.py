@@ -323,11 +323,14 @@ def outdated(chain: list[Mapping[str, Any]], latest: Callable[[str], str | None]
 
 
 def release_key(name: str) -> tuple | None:
-    """Sort key of a release version (X.Y.Z, a pre-release before its release); None for dev."""
+    """Sort key of a release version by semver precedence (X.Y.Z; a pre-release before its release,
+    pre-release fields compared one by one, numbers as numbers: rc.2 < rc.10); None for dev."""
     match = RELEASE_NUMBERS.search(name)
     if not match or name.startswith("dev-"):
         return None
-    return (int(match[1]), int(match[2]), int(match[3]), match[4] is None, match[4] or "")
+    fields = match[4].split(".") if match[4] else []
+    pre = tuple((0, int(f), "") if f.isdigit() else (1, 0, f) for f in fields)
+    return (int(match[1]), int(match[2]), int(match[3]), match[4] is None, pre)
 
 
 def newest_published(index: Mapping[str, Any]) -> str | None:
