@@ -6,7 +6,8 @@ Flow, one direction only:
     -> components.release.Pipeline: UpstreamImage -> ReleaseVersion -> per stage [ParentImage] ->
        ImageBuild -> ImageFormats -> ImageRelease (registry) -> AwsImage / AzureImage, or a native
        cloud build
-    -> output `images`: version -> ImageEntry (imagefactory.steps)
+    -> output `images`: version -> ImageEntry (imagefactory.steps), and `channels`: channel ->
+       the version it points at, with its history (imagefactory.channels)
 """
 
 import json
@@ -16,7 +17,7 @@ import pulumi
 
 from components import config
 from components.release import Pipeline
-from imagefactory import host, registry, sources, stages, versions
+from imagefactory import channels, host, registry, sources, stages, versions
 from imagefactory.errors import FactoryError
 from imagefactory.upstream import stage0_recipe_digest
 
@@ -78,3 +79,5 @@ pulumi.export("images", lookup_table)
 if upstream is not None:
     pulumi.export("upstream", {"source": upstream.source, "sha256": upstream.sha256, "via": upstream.via})
     pulumi.export("registry", str(registry_path))
+# The channels as of this update (make promote moves one between updates; make channels is live).
+pulumi.export("channels", channels.summary(registry_path))

@@ -163,6 +163,23 @@ def resolve(registry: Path, channel: str, allow_revoked: bool = False) -> str:
     return version
 
 
+def summary(registry: Path) -> dict[str, dict]:
+    """What the image stack exports as `channels`: each channel's version, whether that version is
+    revoked, and its history (oldest first)."""
+    return {
+        name: {
+            "version": info["version"],
+            "since": info["since"],
+            "dev": info["dev"],
+            "revoked": bool(reg.revocation(registry, info["version"])),
+            "history": [
+                {key: record.get(key) for key in ("from", "version", "at", "by")} for record in info["history"]
+            ],
+        }
+        for name, info in sorted(channels(registry).items())
+    }
+
+
 def describe(registry: Path) -> str:
     lines = []
     for name, info in sorted(channels(registry).items()):

@@ -157,3 +157,24 @@ def test_the_command_line_promotes_lists_and_revokes(reg: Path, capsys: pytest.C
     err = capsys.readouterr().err
     assert "revoked release-0.1.0: r" in err and "Traceback" not in err
     assert "channel stable points at release-0.1.0 is revoked" in err
+
+
+def test_the_image_stack_exports_each_channel_with_its_state_and_history(reg: Path) -> None:
+    channels.promote(reg, "stable", "release-0.1.0", at="t1", by="alice@h")
+    channels.promote(reg, "stable", "release-0.2.0", at="t2", by="bob@h")
+    channels.promote(reg, "nightly", "dev-0123456789ab", dev=True, at="t3", by="ci@h")
+    channels.revoke(reg, "release-0.2.0", "CVE in sudo", at="t4", by="sec@h")
+    exported = channels.summary(reg)
+    assert list(exported) == ["nightly", "stable"]
+    assert exported["stable"] == {
+        "version": "release-0.2.0",
+        "since": "t2",
+        "dev": False,
+        "revoked": True,
+        "history": [
+            {"from": None, "version": "release-0.1.0", "at": "t1", "by": "alice@h"},
+            {"from": "release-0.1.0", "version": "release-0.2.0", "at": "t2", "by": "bob@h"},
+        ],
+    }
+    assert exported["nightly"]["dev"] is True and exported["nightly"]["revoked"] is False
+    assert channels.summary(reg.parent / "empty") == {}
