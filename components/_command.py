@@ -44,6 +44,7 @@ def python_step(
     opts: pulumi.ResourceOptions,
     delete: str | None = None,
     code_dir: pulumi.Input[str] = ".",
+    update: str | None = None,
 ) -> local.Command:
     """A Command that runs one step: its shell line and environment both come from the step's
     request contract (imagefactory.steps), `inputs` being the request's fields by name.
@@ -51,12 +52,15 @@ def python_step(
     Its inputs hold the step's content and paths relative to the project root only, never a
     host fact (see imagefactory.host), so a moved checkout changes no resource. `code_dir` is
     the tree whose `imagefactory` package runs: a release's steps that shape its bytes run from
-    its tag's tree, so newer code in the checkout never changes a release."""
+    its tag's tree, so newer code in the checkout never changes a release. `update` is the
+    step run when an input changes and no trigger did (without it, a changed input re-runs the
+    create)."""
     environment = {key: _as_text(value) for key, value in request.environment(**inputs).items()}
     env: dict[str, pulumi.Input[str]] = {"PYTHONPATH": code_dir, "PYTHONUNBUFFERED": "1", **environment}
     return local.Command(
         name,
         create=step_script(request.script()),
+        update=update,
         delete=delete,
         environment=env,
         triggers=triggers,

@@ -1,9 +1,11 @@
 """LaunchTemplate: launch one published image version, and replace machines when it changes.
 
-Upgrading is turn-and-burn: a new version means new machines, never an in-place change.
+Upgrading is turn-and-burn by default (`upgrade: replace`): a new version means new machines.
 - local: a QEMU VM on a copy-on-write overlay of the version's QCOW2, health-checked by reading
   /etc/release over SSH; a new version replaces the VM, the new one is healthy before the old
-  one is stopped (create-before-delete).
+  one is stopped (create-before-delete). With `upgrade: in-place` the VM gets its own disk and a
+  new version updates it instead: the version's roles are applied to the running VM from its
+  tag's tree (imagefactory.launch_local upgrade), which keeps its identity and data.
 - aws: an EC2 launch template on the version's AMI and an Auto Scaling group whose instance
   refresh rolls the instances whenever the template changes.
 - azure: a VM scale set on the version's Compute Gallery image version, with rolling upgrades.
@@ -30,6 +32,8 @@ class LaunchTemplateArgs(TypedDict, total=False):
     """local: where VM overlays and their serial logs live."""
     accelerator: str
     """local: auto (probe KVM with a real boot), kvm or tcg."""
+    upgrade: str
+    """local: replace (default: a new version replaces the VM) or in-place (it updates the VM)."""
     region: str
     """aws: the region whose AMI is launched."""
     instance_type: str
@@ -44,6 +48,15 @@ class LaunchTemplateArgs(TypedDict, total=False):
     """azure: VM size (default Standard_B2s)."""
     admin_ssh_public_key: pulumi.Input[str]
     """azure: SSH public key for the admin user (a public key, not a secret)."""
+
+
+STRATEGIES = ("replace", "in-place")
+
+
+def check_strategy(strategy: str) -> str:
+    if strategy not in STRATEGIES:
+        raise ValueError(f"upgrade strategy {strategy!r} is not one of: {', '.join(STRATEGIES)}")
+    return strategy
 
 
 def require_version(images: dict[str, ImageEntry], version: str) -> ImageEntry:
@@ -65,6 +78,11 @@ class LaunchTemplate(pulumi.ComponentResource):
         if target not in ("local", "aws", "azure"):
             raise ValueError(f"target {target!r} is not one of local, aws, azure")
         image = pulumi.Output.from_input(args["image"])
+        if target != "local" and check_strategy(args.get("upgrade", "replace")) == "in-place":
+            raise ValueError(
+                f"upgrade strategy in-place is for the local target; on {target} the fleet rolls to new machines, and "
+                "an in-place change runs the same playbook through SSM or the run-command extension (README)"
+            )
         if target == "local":
             self.launch = self._local(name, args, image)
         elif target == "aws":
@@ -75,6 +93,8 @@ class LaunchTemplate(pulumi.ComponentResource):
 
     def _local(self, name: str, args: LaunchTemplateArgs, image: pulumi.Output[ImageEntry]) -> pulumi.Output[dict]:
         qcow2 = image.apply(lambda i: i["formats"]["qcow2"])
+        strategy = check_strategy(args.get("upgrade", "replace"))
+        in_place = strategy == "in-place"
         vm = python_step(
             f"{name}-vm",
             LaunchRequest,
@@ -85,9 +105,12 @@ class LaunchTemplate(pulumi.ComponentResource):
                 "vm_name": name,
                 "state_dir": args.get("state_dir", ".state/vms"),
                 "accelerator": args.get("accelerator", "auto"),
+                **({"strategy": strategy} if in_place else {}),
             },
-            # The version is the machine's identity: a new version replaces the VM.
-            triggers=[args["version"], qcow2.apply(lambda q: q["sha256"])],
+            # Replace: the version is the machine's identity, so a new version replaces the VM.
+            # In place: the machine is its own; a new version is an update of it (its inputs change).
+            triggers=[] if in_place else [args["version"], qcow2.apply(lambda q: q["sha256"])],
+            update=step_script("launch_local upgrade") if in_place else None,
             delete=step_script("launch_local delete"),
             opts=pulumi.ResourceOptions(parent=self, delete_before_replace=False),
             # An application project runs elsewhere: it uses this checkout's launch code.

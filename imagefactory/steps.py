@@ -444,6 +444,13 @@ class LaunchRequest(Request):
     vm_name: str = arg("VM_NAME", cli=False)
     state_dir: Path = arg("STATE_DIR", cli=False, default=Path(".state/vms"))
     accelerator: str = arg("ACCELERATOR", cli=False, default="auto", choices=("auto", "kvm", "tcg"))
+    strategy: str | None = arg(
+        "UPGRADE_STRATEGY",
+        cli=False,
+        default=None,
+        doc="in-place: the VM gets its own full disk and moves between versions by `launch_local upgrade`; "
+        "unset: replace (a copy-on-write overlay, replaced on a new version)",
+    )
 
 
 ALL_REQUESTS: tuple[type[Request], ...] = (

@@ -61,7 +61,16 @@ class Guest:
     user: str = "probe"
     port: int = 0
     process: subprocess.Popen | None = None
+    standalone: bool = False
+    """A full copy of the image instead of a copy-on-write overlay of it."""
     key: Path = field(init=False)
+
+    @classmethod
+    def attach(cls, folder: Path, port: int, user: str) -> Guest:
+        """The guest a launch left running in `folder` (its key is there), reachable on `port`."""
+        guest = cls(folder / "overlay.qcow2", folder, user=user, port=port)
+        guest.key = folder / "id_ed25519"
+        return guest
 
     def start(self) -> Guest:
         self.folder.mkdir(parents=True, exist_ok=True)
@@ -70,7 +79,13 @@ class Guest:
             subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(self.key)], check=True)
         overlay = self.folder / "overlay.qcow2"
         fmt = "qcow2" if self.image.read_bytes()[:4] == b"QFI\xfb" else "raw"
-        if not overlay.exists():
+        if not overlay.exists() and self.standalone:
+            # A machine upgraded in place outlives its first image: its disk must not lean on a
+            # registry file that retiring the version deletes.
+            subprocess.run(
+                ["qemu-img", "convert", "-q", "-f", fmt, "-O", "qcow2", str(self.image), str(overlay)], check=True
+            )
+        elif not overlay.exists():
             subprocess.run(
                 ["qemu-img", "create", "-q", "-f", "qcow2", "-b", str(self.image.resolve()), "-F", fmt, str(overlay)],
                 check=True,

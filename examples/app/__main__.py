@@ -3,7 +3,8 @@ channel of the image registry points at (`imageChannel`, e.g. stable).
 
 Reads the image stack through a StackReference and launches that version. Bumping
 `imageVersion` (or promoting the channel) replaces the machine (turn-and-burn); setting the
-previous version (or promoting it again) rolls back. A revoked version is never launched: the
+previous version (or promoting it again) rolls back. With `upgradeStrategy: in-place` a newer
+version updates the running machine instead (README, "Upgrading fleets"). A revoked version is never launched: the
 preview fails with the reason the revocation gave.
 """
 
@@ -11,8 +12,8 @@ from pathlib import Path
 
 import pulumi
 
-from components.launch_template import LaunchTemplate, require_version
-from imagefactory import channels, registry
+from components.launch_template import STRATEGIES, LaunchTemplate, require_version
+from imagefactory import channels, launch_local, registry
 from imagefactory.errors import FactoryError
 
 config = pulumi.Config()
@@ -25,13 +26,19 @@ if bool(pinned) == bool(channel):
 # The image stack's registry (its `registry` output), where channels and revocations are kept.
 # Relative paths are from this project's folder, where Pulumi runs the program (as stateDir is).
 registry_dir = Path(config.get("imageRegistry") or "../../.state/registry")
+state_dir = config.get("stateDir") or ".state/vms"
 try:
     version = channels.resolve(registry_dir, channel) if channel else str(pinned)
     registry.check_not_revoked(registry_dir, version)
 except FactoryError as exc:
-    raise pulumi.RunError(f"{exc}; the machines already running keep running until this stack changes") from None
+    vms = launch_local.running(Path(state_dir), "app")
+    still = f": {', '.join(vms)}" if vms else " (none runs now)"
+    raise pulumi.RunError(f"{exc}; the machines already running keep running until this stack changes{still}") from None
 if channel:
     pulumi.log.info(f"channel {channel} points at {version}")
+strategy = config.get("upgradeStrategy") or "replace"
+if strategy not in STRATEGIES:
+    raise pulumi.RunError(f"upgradeStrategy is {strategy!r}; accepted: {', '.join(STRATEGIES)}")
 image_stack = config.get("imageStack") or "organization/imagefactory/local"
 target = config.get("target") or "local"
 
@@ -44,7 +51,9 @@ app = LaunchTemplate(
         "target": target,
         "version": version,
         "image": image,
-        "state_dir": config.get("stateDir") or ".state/vms",
+        "state_dir": state_dir,
+        # replace (turn-and-burn, the default) or in-place (README, "Upgrading fleets").
+        "upgrade": strategy,
     },
 )
 pulumi.export("imageVersion", version)

@@ -153,12 +153,17 @@ def project_export(project: Project) -> str:
 
 
 class App:
-    def __init__(self, image_project: Project) -> None:
+    def __init__(self, image_project: Project, stack: str = "dev") -> None:
         self.path = image_project.path / "examples" / "app"
         self.env = image_project.env
+        self.stack = stack
+
+    def init(self) -> None:
+        pulumi(self.path, "stack", "init", self.stack, "--secrets-provider", "passphrase", env=self.env)
+        self.run("config", "set", "stateDir", str(self.path / ".state" / "vms"))
 
     def run(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-        return pulumi(self.path, *args, "--stack", "dev", env=self.env, check=check)
+        return pulumi(self.path, *args, "--stack", self.stack, env=self.env, check=check)
 
     def use(self, version: str) -> None:
         self.run("config", "set", "imageVersion", version)
@@ -177,10 +182,98 @@ def channel(image_project: Project, *args: str) -> None:
     )
 
 
+def vm_ops(app: App) -> list[str]:
+    preview = json.loads(app.run("preview", "--json").stdout)
+    return [step["op"] for step in preview["steps"] if step["urn"].endswith("app-vm")]
+
+
+IDENTITY = "cat /etc/machine-id; sudo cat /etc/ssh/ssh_host_ed25519_key.pub; cat ~/kept.txt"
+
+
+def test_an_application_upgrades_in_place_keeping_the_machine_and_its_data(two_releases: Project) -> None:
+    """0.1.0 is upgraded in place to 0.2.0 with 0.2.0's roles from its tag: same machine-id, same
+    host keys, a file written before is still there; a failed run keeps 0.1.0 and the next up
+    retries; applying 0.2.0 again changes nothing; a downgrade in place is refused."""
+    from imagefactory.stamp import parse_stamp
+    from imagefactory.vm import Guest
+
+    app = App(two_releases, stack="inplace")
+    app.init()
+    app.run("config", "set", "upgradeStrategy", "in-place")
+    app.use("release-0.1.0")
+    try:
+        app.run("up", "--yes", "--skip-preview")
+        first = app.launch()
+        assert first["reported_version"] == "release-0.1.0" and first["history"] == ["release-0.1.0"]
+        vm = Guest.attach(Path(first["dir"]), first["ssh_port"], "health")
+
+        def on_vm(command: str) -> str:
+            result = vm.ssh(command)
+            assert result.returncode == 0, result.stderr
+            return result.stdout
+
+        on_vm("echo 'written before the upgrade' > ~/kept.txt")
+        identity = on_vm(IDENTITY)
+
+        app.use("release-0.2.0")
+        assert vm_ops(app) == ["update"], "in place, a new version updates the VM instead of replacing it"
+        # A task of 0.2.0's roles fails (the stamp is locked): the VM keeps reporting 0.1.0.
+        on_vm("sudo chattr +i /etc/release")
+        failed = app.run("up", "--yes", "--skip-preview", check=False)
+        assert failed.returncode != 0
+        assert "failed at task 'release : Write the release stamp'" in failed.stdout, failed.stdout[-3000:]
+        assert "the VM still reports release-0.1.0" in failed.stdout
+        assert parse_stamp(on_vm("cat /etc/release"))["IMAGE_VERSION"] == "release-0.1.0"
+        # The cause fixed, the next up retries the upgrade.
+        on_vm("sudo chattr -i /etc/release")
+        app.run("up", "--yes", "--skip-preview")
+        second = app.launch()
+        assert second["pid"] == first["pid"] and second["dir"] == first["dir"], "the same VM, never replaced"
+        stamp = parse_stamp(on_vm("cat /etc/release"))
+        assert stamp["IMAGE_VERSION"] == second["reported_version"] == "release-0.2.0"
+        assert stamp["IMAGE_HISTORY"] == "release-0.1.0 release-0.2.0"
+        assert stamp["IMAGE_COMMIT"] == git(two_releases.path, "rev-parse", "release-0.2.0")
+        assert on_vm(IDENTITY) == identity, "machine-id, host keys and data are kept"
+        fetch = "python3 -c \"import urllib.request; print(urllib.request.urlopen('http://127.0.0.1:8080/health').read().decode())\""
+        assert json.loads(on_vm(fetch)) == {"status": "ok", "version": "release-0.2.0", "stage": "functional"}
+
+        # Idempotence: 0.2.0's roles applied again over 0.2.0 change nothing.
+        image = two_releases.outputs()["images"]["release-0.2.0"]["formats"]["qcow2"]
+        env = {
+            **two_releases.env,
+            "PYTHONPATH": str(two_releases.path),
+            "PULUMI_COMMAND_STDOUT": json.dumps(second),
+            "IMAGE_PATH": image["path"],
+            "IMAGE_SHA256": image["sha256"],
+            "IMAGE_VERSION": "release-0.2.0",
+            "VM_NAME": "app",
+            "STATE_DIR": str(app.path / ".state" / "vms"),
+            "UPGRADE_STRATEGY": "in-place",
+            "REAPPLY": "1",
+        }
+        again = subprocess.run(
+            [sys.executable, "-m", "imagefactory.launch_local", "upgrade"],
+            cwd=two_releases.path,
+            env=env,
+            capture_output=True,
+            text=True,
+        )
+        assert again.returncode == 0, again.stderr[-3000:]
+        assert json.loads(again.stdout.splitlines()[-1])["changed"] == 0, "every role is idempotent: changed=0"
+
+        # Back to 0.1.0 in place is refused, naming the way out; the VM keeps 0.2.0.
+        app.use("release-0.1.0")
+        refused = app.run("up", "--yes", "--skip-preview", check=False)
+        assert refused.returncode != 0
+        assert "release-0.1.0 is older than release-0.2.0" in refused.stdout and "replace the machine" in refused.stdout
+        assert parse_stamp(on_vm("cat /etc/release"))["IMAGE_VERSION"] == "release-0.2.0"
+    finally:
+        app.run("destroy", "--yes", check=False)
+
+
 def test_an_application_launches_by_version_and_upgrades_by_turn_and_burn(two_releases: Project) -> None:
     app = App(two_releases)
-    pulumi(app.path, "stack", "init", "dev", "--secrets-provider", "passphrase", env=app.env)
-    app.run("config", "set", "stateDir", str(app.path / ".state" / "vms"))
+    app.init()
     try:
         app.use("release-9.9.9")
         missing = app.run("preview", check=False)
@@ -221,6 +314,7 @@ def test_an_application_launches_by_version_and_upgrades_by_turn_and_burn(two_re
         assert refused.returncode != 0
         assert "channel stable points at release-0.2.0 is revoked since" in refused.stdout, refused.stdout[-3000:]
         assert "CVE-2026-0001 in openssh" in refused.stdout and "Traceback" not in refused.stdout
+        assert f"keep running until this stack changes: app release-0.2.0 (pid {second['pid']})" in refused.stdout
         assert Path(f"/proc/{second['pid']}").exists(), "a revocation never stops a running machine"
         # Rolling back is promoting the previous version: the app moves with the channel.
         channel(two_releases, "promote", "--channel", "stable", "--version", "release-0.1.0")

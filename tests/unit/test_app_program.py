@@ -18,6 +18,7 @@ from tests.unit.test_registry import staging
 
 APP = ROOT / "examples" / "app" / "__main__.py"
 LAUNCHED: dict[str, Any] = {}
+COMMAND: dict[str, Any] = {}
 
 
 def entry(version: str) -> dict[str, Any]:
@@ -33,6 +34,7 @@ class Mocks(pulumi.runtime.Mocks):
         outputs = dict(args.inputs)
         if args.typ == "command:local:Command":
             LAUNCHED.update(args.inputs["environment"])
+            COMMAND.update(args.inputs)
             outputs["stdout"] = json.dumps({"reported_version": args.inputs["environment"]["IMAGE_VERSION"]})
         return f"{args.name}-id", outputs
 
@@ -50,6 +52,7 @@ def reg(tmp_path: Path) -> Path:
 
 def run_app(config: dict[str, str]) -> dict[str, Any]:
     LAUNCHED.clear()
+    COMMAND.clear()
     pulumi.runtime.set_mocks(Mocks(), project="imagefactory-app", stack="dev", preview=False)
     pulumi.runtime.set_all_config({f"imagefactory-app:{k}": v for k, v in config.items()})
     cwd = Path.cwd()
@@ -86,6 +89,10 @@ def test_the_app_launches_the_version_its_channel_points_at(reg: Path) -> None:
         ({"imageChannel": "canary"}, r"channel canary does not exist; channels: stable"),
         ({"imageChannel": "stable", "imageVersion": "release-0.1.0"}, r"set exactly one of imageVersion"),
         ({}, r"set exactly one of imageVersion .* and imageChannel"),
+        (
+            {"imageVersion": "release-0.1.0", "upgradeStrategy": "rolling"},
+            r"upgradeStrategy is 'rolling'; accepted: replace, in-place",
+        ),
     ],
 )
 def test_the_app_refuses_a_revoked_version_or_an_unclear_choice_before_launching(
@@ -96,3 +103,28 @@ def test_the_app_refuses_a_revoked_version_or_an_unclear_choice_before_launching
     with pytest.raises(pulumi.RunError, match=message):
         run_app({**config, "imageRegistry": str(reg)})
     assert not LAUNCHED, "nothing is launched"
+
+
+@pytest.mark.parametrize("strategy", ["replace", "in-place"])
+def test_the_upgrade_strategy_decides_whether_a_new_version_replaces_or_updates_the_vm(
+    reg: Path, strategy: str
+) -> None:
+    @pulumi.runtime.test
+    def run():  # type: ignore[no-untyped-def]  # a Pulumi test returns an Output
+        program = run_app({"imageVersion": "release-0.2.0", "imageRegistry": str(reg), "upgradeStrategy": strategy})
+
+        def check(_: dict) -> None:
+            if strategy == "replace":
+                # The version is a trigger: a new one replaces the VM; nothing updates it.
+                assert COMMAND["triggers"] == ["release-0.2.0", "0" * 64]
+                assert not COMMAND.get("update") and "UPGRADE_STRATEGY" not in LAUNCHED
+            else:
+                # No trigger: a new version changes the inputs, so the VM is updated by the upgrade step.
+                assert not COMMAND.get("triggers")
+                assert COMMAND["update"] == "exec python3 -P -m imagefactory.launch_local upgrade"
+                assert LAUNCHED["UPGRADE_STRATEGY"] == "in-place"
+            assert COMMAND["delete"] == "exec python3 -P -m imagefactory.launch_local delete"
+
+        return program["app"].launch.apply(check)
+
+    run()

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from pathlib import Path
 from typing import Any
 
 import pulumi
 import pytest
 
 from components.launch_template import LaunchTemplate, require_version
+from imagefactory import launch_local
 
 RESOURCES: dict[str, dict[str, Any]] = {}
 
@@ -116,3 +121,32 @@ def test_an_unknown_version_lists_the_published_ones() -> None:
 def test_an_unknown_target_is_refused() -> None:
     with pytest.raises(ValueError, match="target 'gcp' is not one of local, aws, azure"):
         LaunchTemplate("bad", {"target": "gcp", "version": "release-0.1.0", "image": IMAGES["release-0.1.0"]})
+
+
+@pytest.mark.parametrize("target", ["aws", "azure"])
+def test_in_place_is_refused_on_a_cloud_fleet_naming_the_way_there(target: str) -> None:
+    with pytest.raises(ValueError, match=f"in-place is for the local target; on {target} .* SSM or the run-command"):
+        launch(target, "release-0.1.0", upgrade="in-place")
+    with pytest.raises(ValueError, match="upgrade strategy 'rolling' is not one of: replace, in-place"):
+        launch("local", "release-0.1.0", upgrade="rolling")
+
+
+def test_the_running_vms_of_an_app_are_listed_by_version(tmp_path: Path) -> None:
+    """What a refused preview lists: VMs whose QEMU runs from the state folder (a stale pid file or
+    another process with that pid is not one)."""
+    live = tmp_path / "app-release-0.2.0-a1b2c3"
+    stale = tmp_path / "app-release-0.1.0-d4e5f6"
+    other = tmp_path / "web-release-0.2.0-000000"
+    for folder in (live, stale, other):
+        folder.mkdir()
+    # A process whose command line looks like our QEMU of `live` (qemu-system-… with its folder).
+    fake = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", "qemu-system-x86_64", str(live)])
+    try:
+        (live / "qemu.pid").write_text(f"{fake.pid}\n")
+        (stale / "qemu.pid").write_text(f"{os.getpid()}\n")  # alive, but not a QEMU of that folder
+        (other / "qemu.pid").write_text(f"{fake.pid}\n")
+        assert launch_local.running(tmp_path, "app") == [f"app release-0.2.0 (pid {fake.pid})"]
+    finally:
+        fake.kill()
+        fake.wait()
+    assert launch_local.running(tmp_path, "app") == []

@@ -1,10 +1,15 @@
 """In-place upgrades move a machine forward between releases only, and keep its history."""
 
+from pathlib import Path
+
 import pytest
 
+from imagefactory import upgrade
 from imagefactory.errors import FactoryError
-from imagefactory.stages import release_key
+from imagefactory.stages import DEFAULT_STAGES, playbook_roles, release_key
 from imagefactory.upgrade import plan
+
+ANSIBLE = Path(__file__).resolve().parents[2] / "ansible"
 
 
 def test_an_upgrade_may_skip_versions_and_records_each_one_applied() -> None:
@@ -52,3 +57,66 @@ def test_release_order_is_semver_precedence() -> None:
     ]
     assert sorted(ordered, key=release_key) == ordered
     assert release_key("dev-0123abc") is None
+
+
+def test_the_upgrade_playbook_applies_every_stage_role_in_order_and_never_the_seal() -> None:
+    staged = [
+        role
+        for stage in DEFAULT_STAGES
+        for role in playbook_roles((ANSIBLE / stage.playbook).read_text(), stage.playbook)
+        if role != "seal"
+    ]
+    applied = playbook_roles((ANSIBLE / upgrade.PLAYBOOK).read_text(), upgrade.PLAYBOOK)
+    # The release stamp is written once, last: each stage playbook lists it, the upgrade once.
+    assert applied == [*dict.fromkeys(r for r in staged if r != "release"), "release"]
+    assert "seal" not in applied
+
+
+STAMP = {
+    "IMAGE_VERSION": "release-0.2.0",
+    "IMAGE_COMMIT": "a" * 40,
+    "IMAGE_STAGE": "functional",
+    "UPSTREAM_DIGEST": "sha256:" + "b" * 64,
+    "UPSTREAM_SOURCE": "base release-0.2.0",
+    "BUILD_TIME": "2026-11-20T10:00:00Z",
+}
+
+
+def test_the_release_role_gets_the_target_images_own_stamp_and_the_history() -> None:
+    values = upgrade.ansible_vars(STAMP, ("release-0.1.0", "release-0.2.0"))
+    assert values == {
+        "image_version": "release-0.2.0",
+        "image_commit": "a" * 40,
+        "image_stage": "functional",
+        "upstream_digest": "sha256:" + "b" * 64,
+        "upstream_source": "base release-0.2.0",
+        "build_time": "2026-11-20T10:00:00Z",
+        "source_date_epoch": "1795168800",
+        "image_history": "release-0.1.0 release-0.2.0",
+    }
+    with pytest.raises(FactoryError, match="has no IMAGE_COMMIT"):
+        upgrade.ansible_vars({"IMAGE_VERSION": "release-0.2.0", "BUILD_TIME": "2026-11-20T10:00:00Z"}, ())
+
+
+RUN = """
+PLAY [Upgrade a running machine in place] **************************************
+
+TASK [Gathering Facts] *********************************************************
+ok: [127.0.0.1]
+
+TASK [baseline : Install the baseline packages] ********************************
+fatal: [127.0.0.1]: FAILED! => changed=false
+  msg: Failed to update apt cache
+
+PLAY RECAP *********************************************************************
+127.0.0.1                  : ok=14   changed=2    unreachable=0    failed=1    skipped=3    rescued=0    ignored=0
+"""
+
+
+def test_a_failed_run_names_its_task_and_the_recap_counts_changes() -> None:
+    assert upgrade.failed_task(RUN) == "baseline : Install the baseline packages"
+    assert upgrade.recap(RUN) == {"ok": 14, "changed": 2, "unreachable": 0, "failed": 1}
+    clean = RUN.replace("fatal: [127.0.0.1]: FAILED!", "ok: [127.0.0.1]").replace("failed=1", "failed=0")
+    assert upgrade.failed_task(clean) is None
+    assert upgrade.recap(clean.replace("changed=2", "changed=0"))["changed"] == 0
+    assert upgrade.recap("no recap") == {}
