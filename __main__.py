@@ -39,6 +39,7 @@ try:
                 "diskSizeMiB": settings.disk_size_mib,
                 "formats": list(settings.formats),
                 "imageName": settings.image_name,
+                "ovaManifest": settings.ova_manifest,
             },
         )
     native = Pipeline(settings, "").native

@@ -34,6 +34,8 @@ class ImageFormatsArgs(TypedDict):
     stage_key: NotRequired[str]
     parents: NotRequired[pulumi.Input[str]]
     """JSON list: the chain of custody below this stage (imagefactory.stages)."""
+    ova_manifest: NotRequired[str]
+    """The OVA manifest's digest, sha256 (the default) or sha1."""
 
 
 class ImageFormats(pulumi.ComponentResource):
@@ -64,8 +66,11 @@ class ImageFormats(pulumi.ComponentResource):
                 "recipe": args.get("recipe", ""),
                 "stage_key": args.get("stage_key", ""),
                 "parents": args.get("parents", ""),
+                # Only when not the default: an OVA made before this setting existed keeps its inputs.
+                **({"ova_manifest": digest} if (digest := args.get("ova_manifest", "sha256")) != "sha256" else {}),
             },
-            triggers=[args["raw_sha256"], ",".join(args["formats"]), args["image_name"]],
+            triggers=[args["raw_sha256"], ",".join(args["formats"]), args["image_name"]]
+            + ([digest] if digest != "sha256" else []),
             delete=step_script("formats --remove-previous"),
             opts=pulumi.ResourceOptions(parent=self),
             code_dir=args["code_dir"],

@@ -266,6 +266,7 @@ class Pipeline:
         key: str,
         registry_dir: Path,
         retire_on_delete: bool,
+        ova_manifest: str = "sha256",
     ) -> tuple[ImageBuild, ImageRelease]:
         """One stage of one version: Packer + Ansible on what is below it, the seal check, its
         formats and their publication. `source_digest` rebuilds a development version (a release's
@@ -307,6 +308,7 @@ class Pipeline:
                 "recipe": recipe,
                 "stage_key": key,
                 "parents": below.chain.apply(json.dumps),
+                "ova_manifest": ova_manifest,
             },
         )
         release = ImageRelease(
@@ -335,6 +337,7 @@ class Pipeline:
             work_dir=self.work_dir,
             source_digest=self.working_tree_digest,
             formats=list(s.formats),
+            ova_manifest=s.ova_manifest,
             image_name=s.image_name,
             recipe=chain.recipes[-1],
             key=chain.keys[-1],

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import hashlib
 import json
 import os
 import shutil
@@ -151,8 +152,11 @@ def _tar_member(tar: tarfile.TarFile, path: Path, arcname: str, mtime: int) -> N
         tar.addfile(info, handle)
 
 
-def make_ova(vmdk: Path, dest: Path, name: str, version: str, capacity: int, mtime: int) -> Path:
-    """USTAR tar of descriptor, manifest and disk, in that order (as OVF 1.0 requires)."""
+def make_ova(
+    vmdk: Path, dest: Path, name: str, version: str, capacity: int, mtime: int, manifest_digest: str = "sha256"
+) -> Path:
+    """USTAR tar of descriptor, manifest and disk, in that order (as OVF 1.0 requires); the
+    manifest's digests are `manifest_digest` (ovf.MANIFEST_DIGESTS)."""
     base = dest.stem
     work = dest.parent / f".{base}.ova-parts"
     shutil.rmtree(work, ignore_errors=True)
@@ -161,7 +165,11 @@ def make_ova(vmdk: Path, dest: Path, name: str, version: str, capacity: int, mti
         ovf_path = work / f"{base}.ovf"
         ovf_path.write_text(ovf.descriptor(name, version, f"{base}.vmdk", vmdk.stat().st_size, capacity))
         mf_path = work / f"{base}.mf"
-        mf_path.write_text(ovf.manifest({ovf_path.name: file_digest(ovf_path), f"{base}.vmdk": file_digest(vmdk)}))
+        digests = {
+            ovf_path.name: file_digest(ovf_path, manifest_digest),
+            f"{base}.vmdk": file_digest(vmdk, manifest_digest),
+        }
+        mf_path.write_text(ovf.manifest(digests, manifest_digest))
         tmp = partial_name(dest)
         with tarfile.open(tmp, "w", format=tarfile.USTAR_FORMAT) as tar:
             _tar_member(tar, ovf_path, ovf_path.name, mtime)
@@ -173,7 +181,33 @@ def make_ova(vmdk: Path, dest: Path, name: str, version: str, capacity: int, mti
     return dest
 
 
-def produce(raw: Path, out: Path, name: str, version: str, formats: list[str], mtime: int) -> dict[str, dict]:
+def verify_ova(ova: Path) -> dict[str, str]:
+    """Check every file of an OVA against its .mf (SHA-1 or SHA-256 lines): file -> algorithm.
+    Refuses an OVA whose manifest is missing, names a file it lacks, or does not match."""
+    with tarfile.open(ova) as tar:
+        members = {m.name: m for m in tar.getmembers() if m.isfile()}
+        manifests = [n for n in members if n.endswith(".mf")]
+        if len(manifests) != 1:
+            raise FactoryError(f"{ova.name} has {len(manifests)} manifests (.mf); an OVA has one")
+        entries = ovf.read_manifest(tar.extractfile(members[manifests[0]]).read().decode())  # type: ignore[union-attr]  # a regular file
+        unlisted = sorted(set(members) - set(entries) - set(manifests))
+        if unlisted:
+            raise FactoryError(f"{ova.name}: {', '.join(unlisted)} not in its manifest")
+        for member, (algorithm, expected) in entries.items():
+            if member not in members:
+                raise FactoryError(f"{ova.name}: its manifest lists {member}, which it does not hold")
+            digest = hashlib.new(algorithm)
+            with tar.extractfile(members[member]) as handle:  # type: ignore[union-attr]  # a regular file
+                while chunk := handle.read(1 << 20):
+                    digest.update(chunk)
+            if digest.hexdigest() != expected:
+                raise FactoryError(f"{ova.name}: {member} does not match its {algorithm} in the manifest")
+    return {member: algorithm for member, (algorithm, _) in entries.items()}
+
+
+def produce(
+    raw: Path, out: Path, name: str, version: str, formats: list[str], mtime: int, ova_manifest: str = "sha256"
+) -> dict[str, dict]:
     unknown = [f for f in formats if f not in ALL_FORMATS]
     if unknown:
         raise FactoryError(f"unknown format(s) {', '.join(unknown)}; accepted: {', '.join(ALL_FORMATS)}")
@@ -196,8 +230,11 @@ def produce(raw: Path, out: Path, name: str, version: str, formats: list[str], m
         checks = {f: pool.submit(verify_file, raw, f, paths[f]) for f in disk_formats}
         details = {f: c.result() for f, c in checks.items()}
     if "ova" in formats:
-        paths["ova"] = make_ova(paths["vmdk"], out / f"{base}.ova", name, version, size, mtime)
+        paths["ova"] = make_ova(paths["vmdk"], out / f"{base}.ova", name, version, size, mtime, ova_manifest)
+        verify_ova(paths["ova"])
         details["ova"] = {"virtual_size": size, "contains": f"{base}.vmdk"}
+        if ova_manifest != "sha256":  # recorded when not the default, so a default OVA's entry is unchanged
+            details["ova"]["manifest_digest"] = ova_manifest
         if "vmdk" not in formats:
             paths.pop("vmdk").unlink()
             details.pop("vmdk")
@@ -274,7 +311,17 @@ def convert_all(args: FormatsRequest) -> FormatsResult:
         shutil.rmtree(stale, ignore_errors=True)  # left by a run that was killed
     tmp_out = out.with_name(f".{out.name}.partial")
     print(f"formats: converting {args.version} to {args.formats}", file=sys.stderr)
-    formats = produce(args.raw, tmp_out, args.name, args.version, args.formats.split(","), args.build_epoch)
+    if (args.ova_manifest or "sha256") not in ovf.MANIFEST_DIGESTS:
+        raise FactoryError(f"OVA_MANIFEST is {args.ova_manifest!r}; accepted: {', '.join(ovf.MANIFEST_DIGESTS)}")
+    formats = produce(
+        args.raw,
+        tmp_out,
+        args.name,
+        args.version,
+        args.formats.split(","),
+        args.build_epoch,
+        args.ova_manifest or "sha256",
+    )
     recorded = package_files(args.raw, tmp_out, args.name, args.version, args.build_epoch)
     result = FormatsResult(
         version=args.version,

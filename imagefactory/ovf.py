@@ -7,6 +7,7 @@ VirtualBox imports the VM too; choose the virtio-net adapter there after import.
 
 from __future__ import annotations
 
+import re
 from xml.sax.saxutils import escape, quoteattr
 
 OVF_NS = "http://schemas.dmtf.org/ovf/envelope/1"
@@ -120,6 +121,28 @@ def descriptor(
     )
 
 
-def manifest(digests: dict[str, str]) -> str:
-    """The OVA .mf file: one `SHA256(name)= hex` line per file, in OVA order."""
-    return "".join(f"SHA256({name})= {digest}\n" for name, digest in digests.items())
+MANIFEST_DIGESTS = ("sha256", "sha1")
+"""sha256: vSphere 6.5+ and VirtualBox; sha1: OVF 1.0 readers and older ESXi, which read any .mf as SHA-1."""
+
+
+def manifest(digests: dict[str, str], algorithm: str = "sha256") -> str:
+    """The OVA .mf file: one `SHA256(name)= hex` (or `SHA1(...)`) line per file, in OVA order."""
+    if algorithm not in MANIFEST_DIGESTS:
+        raise ValueError(f"manifest digest {algorithm!r} is not one of {', '.join(MANIFEST_DIGESTS)}")
+    return "".join(f"{algorithm.upper()}({name})= {digest}\n" for name, digest in digests.items())
+
+
+_MF_LINE = re.compile(r"^(?P<alg>SHA1|SHA256|SHA512)\((?P<name>[^)]+)\)\s*=\s*(?P<hex>[0-9a-fA-F]+)$")
+
+
+def read_manifest(text: str) -> dict[str, tuple[str, str]]:
+    """A .mf file: file name -> (hashlib algorithm, hex digest); a line of another shape is refused."""
+    entries = {}
+    for number, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        match = _MF_LINE.match(line.strip())
+        if not match:
+            raise ValueError(f"manifest line {number} is {line!r}; expected ALG(file)= hex")
+        entries[match["name"]] = (match["alg"].lower(), match["hex"].lower())
+    return entries

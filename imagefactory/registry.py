@@ -398,7 +398,7 @@ def check_not_moved(registry: Path, version: str, commit: str) -> None:
 def check_release_settings(registry: Path, version: str, configured: dict[str, object]) -> None:
     """Refuse, at preview, a stack setting that would change a published release's content.
 
-    `configured` maps config keys (diskSizeMiB, formats, imageName) to the stack's values."""
+    `configured` maps config keys (diskSizeMiB, formats, imageName, ovaManifest) to the stack's values."""
     if is_dev(version) or version not in read_index(registry)["versions"]:
         return
     manifest_file = registry / version / "manifest.json"
@@ -409,6 +409,9 @@ def check_release_settings(registry: Path, version: str, configured: dict[str, o
         "diskSizeMiB": manifest.get("disk_size_mib"),
         "formats": sorted(manifest.get("formats", {})),
         "imageName": manifest.get("name"),
+        "ovaManifest": manifest["formats"]["ova"].get("manifest_digest", "sha256")
+        if "ova" in manifest.get("formats", {})
+        else None,
     }
     for key, value in configured.items():
         now = sorted(value) if isinstance(value, list | tuple) else value

@@ -16,6 +16,7 @@ from typing import Any
 from imagefactory.cloud import aws_settings, azure_settings
 from imagefactory.errors import FactoryError
 from imagefactory.formats import ALL_FORMATS
+from imagefactory.ovf import MANIFEST_DIGESTS
 from imagefactory.stages import DEFAULT_STAGES, Stage, validate_stages
 from imagefactory.versions import DEFAULT_TAG_PREFIX, TAG_PREFIX, parse_release_tag
 
@@ -39,6 +40,7 @@ KEYS: dict[str, str] = {
     "workDir": "string",
     "imageName": "string",
     "formats": "array",
+    "ovaManifest": "string",
     "diskSizeMiB": "integer",
     "accelerator": "string",
     "buildTimeoutMinutes": "integer",
@@ -62,6 +64,8 @@ class Settings:
     registry_dir: str = ".state/registry"
     work_dir: str = ".state/work"
     formats: tuple[str, ...] = ("raw", "qcow2", "vhd", "vmdk", "ova")
+    ova_manifest: str = "sha256"
+    """The OVA manifest's digest: sha256, or sha1 for OVF 1.0 readers and older ESXi."""
     disk_size_mib: int = 3072
     accelerator: str = "auto"
     build_timeout_minutes: int = 60
@@ -183,6 +187,7 @@ def validate(raw: dict[str, Any], project_root: Path | None = None) -> Settings:
         registry_dir=_state_folder("registryDir", get("registryDir", defaults.registry_dir), project_root),
         work_dir=_state_folder("workDir", get("workDir", defaults.work_dir), project_root),
         formats=tuple(dict.fromkeys(formats)),
+        ova_manifest=_one_of("ovaManifest", get("ovaManifest", defaults.ova_manifest), MANIFEST_DIGESTS),
         disk_size_mib=_int_in("diskSizeMiB", get("diskSizeMiB", defaults.disk_size_mib), 1024, 1024 * 1024),
         accelerator=_one_of("accelerator", get("accelerator", "auto"), ACCELERATORS),
         build_timeout_minutes=_int_in("buildTimeoutMinutes", get("buildTimeoutMinutes", 60), 5, 24 * 60),

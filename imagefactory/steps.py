@@ -317,6 +317,9 @@ class FormatsRequest(Request):
     recipe: str = arg("STAGE_RECIPE", default="", doc="sha256 of the stage's playbook, roles and templates")
     stage_key: str = arg("STAGE_KEY", default="", doc="the stage's recipe and every recipe below it")
     parents: str = arg("PARENT_CHAIN", default="", doc="JSON list: the chain of custody below this stage")
+    ova_manifest: str | None = arg(
+        "OVA_MANIFEST", cli=False, default=None, doc="digest of the OVA's .mf: sha256 (when unset) or sha1"
+    )
 
 
 @dataclasses.dataclass(frozen=True)

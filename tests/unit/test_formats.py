@@ -2,6 +2,7 @@
 
 import json
 import subprocess
+import sys
 import tarfile
 from collections.abc import Callable
 from pathlib import Path
@@ -66,6 +67,54 @@ def test_the_ova_is_ustar_with_descriptor_manifest_then_disk(disk_factory: Facto
 
     assert f"SHA256(debian-12-release-0.1.0.vmdk)= {hashlib.sha256(vmdk).hexdigest()}" in manifest
     assert ova.read_bytes()[257:262] == b"ustar"
+
+
+def cot_info(ova: Path) -> subprocess.CompletedProcess[str]:
+    """The Common OVF Tool (PyPI cot, an independent OVF 1.x reader) loading the OVA."""
+    cot = Path(sys.executable).parent / "cot"
+    assert cot.is_file(), "cot is a dev requirement (requirements-dev.txt); run make setup"
+    return subprocess.run([str(cot), "info", str(ova)], capture_output=True, text=True, timeout=120)
+
+
+@pytest.mark.parametrize("digest", ["sha256", "sha1"])
+def test_the_ova_manifest_digest_is_a_setting_and_both_are_verified(
+    disk_factory: Factory, tmp_path: Path, digest: str
+) -> None:
+    raw = disk_factory(SEALED_FILES)
+    result = formats.produce(raw, tmp_path / "o", "debian-12", "release-0.1.0", ["ova"], 0, ova_manifest=digest)
+    ova = tmp_path / "o" / result["ova"]["file"]
+    # Our own reader checks every member against the manifest, whichever digest it uses.
+    assert formats.verify_ova(ova) == {
+        "debian-12-release-0.1.0.ovf": digest,
+        "debian-12-release-0.1.0.vmdk": digest,
+    }
+    assert result["ova"].get("manifest_digest", "sha256") == digest
+    loaded = cot_info(ova)
+    assert loaded.returncode == 0, loaded.stderr
+    tampered = "may have been tampered with" in loaded.stderr + loaded.stdout
+    # An OVF 1.x reader takes every manifest line for SHA-1: the sha1 mode is what it accepts; the
+    # sha256 default is what it reports as tampered (why the setting exists).
+    assert tampered == (digest == "sha256"), loaded.stderr
+
+
+def test_a_changed_member_of_an_ova_fails_its_manifest(disk_factory: Factory, tmp_path: Path) -> None:
+    raw = disk_factory(SEALED_FILES)
+    result = formats.produce(raw, tmp_path / "o", "debian-12", "release-0.1.0", ["ova"], 0, ova_manifest="sha1")
+    ova = tmp_path / "o" / result["ova"]["file"]
+    data = bytearray(ova.read_bytes())
+    with tarfile.open(ova) as tar:
+        disk = tar.getmember("debian-12-release-0.1.0.vmdk")
+    data[disk.offset_data + 100] ^= 0xFF
+    ova.write_bytes(bytes(data))
+    with pytest.raises(FactoryError, match=r"debian-12-release-0\.1\.0\.vmdk does not match its sha1 in the manifest"):
+        formats.verify_ova(ova)
+
+
+def test_an_unknown_ova_manifest_digest_is_refused_naming_the_accepted_ones(tmp_path: Path) -> None:
+    (tmp_path / "x.vmdk").write_bytes(b"disk")
+    with pytest.raises(ValueError, match="manifest digest 'md5' is not one of sha256, sha1"):
+        formats.make_ova(tmp_path / "x.vmdk", tmp_path / "x.ova", "n", "v", 1, 0, "md5")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["x.vmdk"], "no OVA and no parts are left"
 
 
 def test_a_raw_that_is_not_whole_mib_is_refused(tmp_path: Path) -> None:

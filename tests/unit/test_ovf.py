@@ -48,3 +48,11 @@ def test_the_manifest_has_one_sha256_line_per_file_in_order() -> None:
     assert ovf.manifest({"a.ovf": "1" * 64, "a.vmdk": "2" * 64}) == (
         f"SHA256(a.ovf)= {'1' * 64}\nSHA256(a.vmdk)= {'2' * 64}\n"
     )
+
+
+def test_a_sha1_manifest_is_what_ovf_1_readers_take_and_it_reads_back() -> None:
+    text = ovf.manifest({"a.ovf": "1" * 40, "a.vmdk": "2" * 40}, "sha1")
+    assert text == f"SHA1(a.ovf)= {'1' * 40}\nSHA1(a.vmdk)= {'2' * 40}\n"
+    assert ovf.read_manifest(text) == {"a.ovf": ("sha1", "1" * 40), "a.vmdk": ("sha1", "2" * 40)}
+    with pytest.raises(ValueError, match="line 1 is 'MD5"):
+        ovf.read_manifest("MD5(a.ovf)= 00\n")

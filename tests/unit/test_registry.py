@@ -192,3 +192,13 @@ def test_a_setting_that_would_change_a_published_release_is_refused_naming_both(
         with pytest.raises(FactoryError, match=rf"release-0.1.0 was published with imagefactory:{key} .* now says"):
             registry.check_release_settings(reg, "release-0.1.0", {**same, key: value})
     registry.check_release_settings(reg, "release-0.2.0", {**same, "diskSizeMiB": 4096})  # not published yet
+    # An OVA's manifest digest is part of its bytes: sha256 unless the manifest records another.
+    ova = {"file": "img.ova", "sha256": "0" * 64, "bytes": 1}
+    manifest.write_text(json.dumps({**content, "disk_size_mib": 3072, "name": "img", "formats": {"ova": ova}}))
+    registry.check_release_settings(reg, "release-0.1.0", {"ovaManifest": "sha256"})
+    with pytest.raises(
+        FactoryError, match=r"published with imagefactory:ovaManifest 'sha256', and the stack now says 'sha1'"
+    ):
+        registry.check_release_settings(reg, "release-0.1.0", {"ovaManifest": "sha1"})
+    manifest.write_text(json.dumps({**content, "formats": {"ova": {**ova, "manifest_digest": "sha1"}}}))
+    registry.check_release_settings(reg, "release-0.1.0", {"ovaManifest": "sha1"})

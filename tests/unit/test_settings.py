@@ -36,6 +36,7 @@ RELEASES_ONLY = {"buildWorkingTree": False}  # an Azure gallery takes release ta
         ("releases", ["release-1.0"], "imagefactory:releases: version 'release-1.0' is not a release tag"),
         ("releases", ["release-1.0.0", "release-1.0.0"], "lists a tag twice"),
         ("imageName", "Debian 12", "imagefactory:imageName is 'Debian 12'"),
+        ("ovaManifest", "md5", "imagefactory:ovaManifest is 'md5'; accepted values: sha256, sha1"),
     ],
 )
 def test_bad_values_are_refused_by_key_with_what_is_accepted(key: str, value: object, message: str) -> None:
