@@ -17,7 +17,7 @@ import pulumi
 
 from components import config
 from components.release import Pipeline
-from imagefactory import channels, host, registry, sources, stages, versions
+from imagefactory import channels, formats, host, registry, sources, stages, versions
 from imagefactory.errors import FactoryError
 from imagefactory.upstream import stage0_recipe_digest
 
@@ -32,6 +32,9 @@ try:
     planned = versions.plan(ROOT, settings.releases, settings.build_working_tree, settings.tag_prefix)
     for version in planned:
         registry.check_not_moved(registry_path, version.name, version.commit)
+        if version.is_release and "ova" in settings.formats:
+            tree_ovf = versions.file_at(ROOT, version.commit, "imagefactory/ovf.py")
+            formats.check_manifest_digest_supported(version.name, settings.ova_manifest, tree_ovf)
         registry.check_release_settings(
             registry_path,
             version.name,
@@ -80,5 +83,8 @@ pulumi.export("images", lookup_table)
 if upstream is not None:
     pulumi.export("upstream", {"source": upstream.source, "sha256": upstream.sha256, "via": upstream.via})
     pulumi.export("registry", str(registry_path))
-# The channels as of this update (make promote moves one between updates; make channels is live).
-pulumi.export("channels", channels.summary(registry_path))
+    # The channels as of this update (make promote moves one between updates; make channels is live).
+    try:
+        pulumi.export("channels", channels.summary(registry_path))
+    except FactoryError as exc:
+        raise pulumi.RunError(str(exc)) from None

@@ -38,6 +38,11 @@ class ImageFormatsArgs(TypedDict):
     """The OVA manifest's digest, sha256 (the default) or sha1."""
 
 
+def ova_digest(args: ImageFormatsArgs) -> str:
+    """The OVA manifest's digest; it is an input only of a version that has an OVA."""
+    return args.get("ova_manifest", "sha256") if "ova" in args["formats"] else "sha256"
+
+
 class ImageFormats(pulumi.ComponentResource):
     """Converts, checks and checksums each format; writes SHA256SUMS and manifest.json."""
 
@@ -67,7 +72,7 @@ class ImageFormats(pulumi.ComponentResource):
                 "stage_key": args.get("stage_key", ""),
                 "parents": args.get("parents", ""),
                 # Only when not the default: an OVA made before this setting existed keeps its inputs.
-                **({"ova_manifest": digest} if (digest := args.get("ova_manifest", "sha256")) != "sha256" else {}),
+                **({"ova_manifest": digest} if (digest := ova_digest(args)) != "sha256" else {}),
             },
             triggers=[args["raw_sha256"], ",".join(args["formats"]), args["image_name"]]
             + ([digest] if digest != "sha256" else []),

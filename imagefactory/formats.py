@@ -181,6 +181,16 @@ def make_ova(
     return dest
 
 
+def check_manifest_digest_supported(version: str, digest: str, tree_ovf: str | None) -> None:
+    """A release's formats step runs its tag's own code: a tag older than the ovaManifest setting
+    always writes SHA-256, so another digest for it is refused (tree_ovf: its imagefactory/ovf.py)."""
+    if digest != "sha256" and "MANIFEST_DIGESTS" not in (tree_ovf or ""):
+        raise FactoryError(
+            f"imagefactory:ovaManifest is {digest!r}, but {version}'s tree predates that setting and writes SHA-256 "
+            f"manifests only; keep sha256 for it, or publish the change as a new release"
+        )
+
+
 def verify_ova(ova: Path) -> dict[str, str]:
     """Check every file of an OVA against its .mf (SHA-1 or SHA-256 lines): file -> algorithm.
     Refuses an OVA whose manifest is missing, names a file it lacks, or does not match."""
@@ -189,8 +199,12 @@ def verify_ova(ova: Path) -> dict[str, str]:
         manifests = [n for n in members if n.endswith(".mf")]
         if len(manifests) != 1:
             raise FactoryError(f"{ova.name} has {len(manifests)} manifests (.mf); an OVA has one")
-        entries = ovf.read_manifest(tar.extractfile(members[manifests[0]]).read().decode())  # type: ignore[union-attr]  # a regular file
-        unlisted = sorted(set(members) - set(entries) - set(manifests))
+        try:
+            entries = ovf.read_manifest(tar.extractfile(members[manifests[0]]).read().decode())  # type: ignore[union-attr]  # a regular file
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise FactoryError(f"{ova.name}: its manifest {manifests[0]} cannot be read: {exc}") from None
+        # The manifest lists every file but itself and a signing certificate (.cert).
+        unlisted = sorted(n for n in set(members) - set(entries) - set(manifests) if not n.endswith(".cert"))
         if unlisted:
             raise FactoryError(f"{ova.name}: {', '.join(unlisted)} not in its manifest")
         for member, (algorithm, expected) in entries.items():

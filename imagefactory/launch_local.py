@@ -16,8 +16,10 @@ replacing it: the version's own roles, from its tag's tree (`git archive`), are 
 (ansible/upgrade.yml: every stage's roles, never the seal), the stamp becomes the image's stamp
 plus IMAGE_HISTORY, and the VM must then report the version. The VM keeps its disk, machine-id,
 host keys and data. A failed run puts the old stamp back, so the VM reports its old version,
-and names the task that failed; the next `pulumi up` runs it again. REAPPLY=1 applies the
-version the VM already runs again (drift repair, and the idempotence check: changed=0).
+and names the task that failed; a killed run is found by the next one (the old stamp is still
+kept aside on the VM), which puts that stamp back and applies again. REAPPLY=1 applies the
+version the VM already runs again: drift repair, and the idempotence check (a second apply of
+the same version reports changed=0).
 """
 
 from __future__ import annotations
@@ -66,6 +68,7 @@ def create(env: dict[str, str]) -> dict[str, object]:
         guest.stop()
         shutil.rmtree(folder, ignore_errors=True)
         raise
+    (folder / "version").write_text(f"{version}\n")  # what it runs now (an in-place upgrade moves it)
     print(f"launch: {request.vm_name} is healthy and reports {version}", file=sys.stderr)
     return {
         "version": version,
@@ -80,6 +83,8 @@ def create(env: dict[str, str]) -> dict[str, object]:
 
 # The code tree this module runs from: a checkout of the image project, whose tags are the releases.
 PROJECT = Path(__file__).resolve().parent.parent
+# On the VM, while an in-place run is under way: the stamp from before it.
+BACKUP = "/etc/release.before-upgrade"
 
 
 def upgrade_in_place(env: dict[str, str], previous_stdout: str, repo: Path = PROJECT) -> dict[str, object]:
@@ -98,10 +103,19 @@ def upgrade_in_place(env: dict[str, str], previous_stdout: str, repo: Path = PRO
     if not request.image_path.is_file() or file_digest(request.image_path) != request.image_sha256:
         raise FactoryError(f"{request.image_path} is missing or does not match the digest published for {target}")
     guest = Guest.attach(folder, int(record["ssh_port"]), "health")
+    # A run that was killed (pulumi cancel, a lost host) left its backup of the old stamp: put
+    # it back, so the machine says what it runs for sure, and apply again.
+    unfinished = _ssh(guest, f"sudo test -e {BACKUP} && echo unfinished || true").strip() == "unfinished"
+    if unfinished:
+        _ssh(guest, f"sudo mv -f {BACKUP} /etc/release")
+        print(
+            f"launch: an earlier in-place run on {request.vm_name} did not finish; its old stamp is back",
+            file=sys.stderr,
+        )
     stamp = parse_stamp(_ssh(guest, "cat /etc/release"))
     current = stamp.get("IMAGE_VERSION", "")
     step = upgrade.plan(current, target, stamp)
-    if not step.needed and env.get("REAPPLY") != "1":
+    if not step.needed and not unfinished and env.get("REAPPLY") != "1":
         print(f"launch: {request.vm_name} already runs {target}", file=sys.stderr)
         return {**record, "version": target, "reported_version": current, "history": list(step.history)}
     image_stamp = _image_stamp(request.image_path, folder)
@@ -112,26 +126,37 @@ def upgrade_in_place(env: dict[str, str], previous_stdout: str, repo: Path = PRO
     print(
         f"launch: applying the roles of {target} to {request.vm_name} ({current}) in place; log: {log}", file=sys.stderr
     )
+    output, code = "", -1
     with tempfile.TemporaryDirectory(prefix="imagefactory-upgrade-") as tmp:
         tree = _tag_tree(repo, target, image_stamp["IMAGE_COMMIT"], Path(tmp))
-        _ssh(guest, "sudo cp -a /etc/release /etc/release.before-upgrade")
-        output, code = _apply(guest, tree, values, log)
-    counts = upgrade.recap(output)
+        _ssh(guest, f"sudo cp -a /etc/release {BACKUP}")
+        try:
+            output, code = _apply(guest, tree, values, log)
+        finally:
+            if code != 0:  # failed or interrupted: the machine keeps saying what it ran
+                restored = guest.ssh(f"sudo mv -f {BACKUP} /etc/release", timeout=120)
     if code != 0:
-        _ssh(guest, "sudo mv -f /etc/release.before-upgrade /etc/release", check=False)
         task = upgrade.failed_task(output) or "(no task failed: ansible-playbook could not run)"
+        now = parse_stamp(_ssh(guest, "cat /etc/release", check=False)).get("IMAGE_VERSION")
+        if restored.returncode != 0:
+            state = (
+                f"putting its old stamp back failed ({restored.stderr.strip()[-200:]}), so it reports {now}; "
+                f"{BACKUP} holds the old stamp and the next run puts it back first"
+            )
+        else:
+            state = f"the VM still reports {now}"
         raise FactoryError(
-            f"the in-place upgrade of {request.vm_name} from {current} to {target} failed at task {task!r}; the VM "
-            f"still reports {parse_stamp(_ssh(guest, 'cat /etc/release', check=False)).get('IMAGE_VERSION')}. "
+            f"the in-place upgrade of {request.vm_name} from {current} to {target} failed at task {task!r}; {state}. "
             f"Fix the cause and run pulumi up again. Log: {log}\n" + "\n".join(output.splitlines()[-15:])
         )
-    _ssh(guest, "sudo rm -f /etc/release.before-upgrade")
+    _ssh(guest, f"sudo rm -f {BACKUP}")
     reported = parse_stamp(_ssh(guest, "cat /etc/release")).get("IMAGE_VERSION")
     if reported != target:
         raise FactoryError(
             f"health check failed after the in-place upgrade: the VM reports {reported!r}, not {target!r}"
         )
-    changed = counts.get("changed", -1)
+    (folder / "version").write_text(f"{target}\n")
+    changed = counts.get("changed", -1) if (counts := upgrade.recap(output)) else -1
     print(
         f"launch: {request.vm_name} upgraded in place to {target} ({changed} changes); it reports {reported}",
         file=sys.stderr,
@@ -215,12 +240,19 @@ def _apply(guest: Guest, tree: Path, values: dict[str, str], log: Path) -> tuple
         ),
     ]
     try:
-        run = subprocess.run(args, cwd=tree, env=env, capture_output=True, text=True, check=False)
+        process = subprocess.Popen(
+            args, cwd=tree, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True
+        )
     except FileNotFoundError:
         raise FactoryError("ansible-playbook is not installed; run make setup") from None
-    output = run.stdout + run.stderr
+    try:
+        output, _ = process.communicate()
+    except BaseException:  # interrupted: stop ansible and its SSH sessions with it
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait()
+        raise
     log.write_text(output)
-    return output, run.returncode
+    return output, process.returncode
 
 
 def delete(previous_stdout: str) -> None:
@@ -248,7 +280,10 @@ def running(state_dir: Path, vm_name: str) -> list[str]:
             pid = int((folder / "qemu.pid").read_text().strip())
         except (OSError, ValueError):
             continue
-        version = folder.name[len(vm_name) + 1 :].rsplit("-", 1)[0]
+        try:
+            version = (folder / "version").read_text().strip()
+        except OSError:  # launched before the file existed: the folder names the first version
+            version = folder.name[len(vm_name) + 1 :].rsplit("-", 1)[0]
         if _is_our_qemu(pid, folder):
             found.append(f"{vm_name} {version} (pid {pid})")
     return found

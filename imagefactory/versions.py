@@ -102,6 +102,12 @@ def tag_commit(repo: Path, tag: str) -> str:
         raise FactoryError(f"release tag {tag!r} does not exist in {repo}; create it with git tag {tag}") from exc
 
 
+def file_at(repo: Path, commit: str, path: str) -> str | None:
+    """The text of `path` in the tree of `commit`, or None when that tree has no such file."""
+    out = subprocess.run(["git", "-C", str(repo), "show", f"{commit}:{path}"], capture_output=True, text=True)
+    return out.stdout if out.returncode == 0 else None
+
+
 def commit_time(repo: Path, commit: str) -> int:
     return int(_git(repo, "show", "-s", "--format=%ct", commit))
 

@@ -214,6 +214,8 @@ def test_an_application_upgrades_in_place_keeping_the_machine_and_its_data(two_r
 
         on_vm("echo 'written before the upgrade' > ~/kept.txt")
         identity = on_vm(IDENTITY)
+        service = "systemctl show --property MainPID --value imagefactory-health.service"
+        service_before = on_vm(service).strip()
 
         app.use("release-0.2.0")
         assert vm_ops(app) == ["update"], "in place, a new version updates the VM instead of replacing it"
@@ -234,6 +236,9 @@ def test_an_application_upgrades_in_place_keeping_the_machine_and_its_data(two_r
         assert stamp["IMAGE_HISTORY"] == "release-0.1.0 release-0.2.0"
         assert stamp["IMAGE_COMMIT"] == git(two_releases.path, "rev-parse", "release-0.2.0")
         assert on_vm(IDENTITY) == identity, "machine-id, host keys and data are kept"
+        assert on_vm("ls /etc/release.before-upgrade 2>/dev/null || true") == "", "no leftover of the failed run"
+        # 0.2.0 changed the service's program: the running service was restarted onto it.
+        assert on_vm(service).strip() not in ("", "0", service_before)
         fetch = "python3 -c \"import urllib.request; print(urllib.request.urlopen('http://127.0.0.1:8080/health').read().decode())\""
         assert json.loads(on_vm(fetch)) == {"status": "ok", "version": "release-0.2.0", "stage": "functional"}
 

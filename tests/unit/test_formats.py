@@ -224,3 +224,25 @@ def test_the_recorded_package_set_is_published_as_tsv_and_sbom_under_the_sums(
     sums = parse_sums((folder / "SHA256SUMS").read_text())
     assert {"packages.tsv", "sbom.cdx.json"} <= set(sums)
     assert registry.verify_folder(folder)["packages"]["sbom"]["file"] == "sbom.cdx.json"
+
+
+def test_a_digest_other_than_sha256_is_refused_for_a_tag_older_than_the_setting() -> None:
+    formats.check_manifest_digest_supported("release-0.1.0", "sha256", None)  # the default: any tree
+    formats.check_manifest_digest_supported("release-0.2.0", "sha1", "MANIFEST_DIGESTS = ('sha256', 'sha1')")
+    with pytest.raises(FactoryError, match=r"release-0\.1\.0's tree predates that setting .* keep sha256"):
+        formats.check_manifest_digest_supported("release-0.1.0", "sha1", "def manifest(digests): ...")
+
+
+def test_an_unreadable_manifest_is_a_clear_error(disk_factory: Factory, tmp_path: Path) -> None:
+    raw = disk_factory(SEALED_FILES)
+    result = formats.produce(raw, tmp_path / "o", "debian-12", "release-0.1.0", ["ova"], 0)
+    ova = tmp_path / "o" / result["ova"]["file"]
+    data = bytearray(ova.read_bytes())
+    with tarfile.open(ova) as tar:
+        mf = tar.getmember("debian-12-release-0.1.0.mf")
+    data[mf.offset_data : mf.offset_data + 6] = b"MD5(x)"
+    ova.write_bytes(bytes(data))
+    with pytest.raises(
+        FactoryError, match=r"its manifest debian-12-release-0\.1\.0\.mf cannot be read: manifest line 1"
+    ):
+        formats.verify_ova(ova)

@@ -135,18 +135,31 @@ def test_the_running_vms_of_an_app_are_listed_by_version(tmp_path: Path) -> None
     """What a refused preview lists: VMs whose QEMU runs from the state folder (a stale pid file or
     another process with that pid is not one)."""
     live = tmp_path / "app-release-0.2.0-a1b2c3"
+    upgraded = tmp_path / "app-release-0.1.0-f0f0f0"  # launched as 0.1.0, upgraded in place to 0.3.0
     stale = tmp_path / "app-release-0.1.0-d4e5f6"
     other = tmp_path / "web-release-0.2.0-000000"
-    for folder in (live, stale, other):
+    for folder in (live, upgraded, stale, other):
         folder.mkdir()
-    # A process whose command line looks like our QEMU of `live` (qemu-system-… with its folder).
-    fake = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", "qemu-system-x86_64", str(live)])
+    (upgraded / "version").write_text("release-0.3.0\n")
+
+    def fake_qemu(folder: Path) -> subprocess.Popen:
+        """A process whose command line looks like our QEMU of `folder` (qemu-system-… and the folder)."""
+        return subprocess.Popen(
+            [sys.executable, "-c", "import time; time.sleep(60)", "qemu-system-x86_64", str(folder)]
+        )
+
+    fakes = [fake_qemu(live), fake_qemu(upgraded)]
     try:
-        (live / "qemu.pid").write_text(f"{fake.pid}\n")
+        (live / "qemu.pid").write_text(f"{fakes[0].pid}\n")
+        (upgraded / "qemu.pid").write_text(f"{fakes[1].pid}\n")
         (stale / "qemu.pid").write_text(f"{os.getpid()}\n")  # alive, but not a QEMU of that folder
-        (other / "qemu.pid").write_text(f"{fake.pid}\n")
-        assert launch_local.running(tmp_path, "app") == [f"app release-0.2.0 (pid {fake.pid})"]
+        (other / "qemu.pid").write_text(f"{fakes[0].pid}\n")
+        assert launch_local.running(tmp_path, "app") == [
+            f"app release-0.3.0 (pid {fakes[1].pid})",
+            f"app release-0.2.0 (pid {fakes[0].pid})",
+        ]
     finally:
-        fake.kill()
-        fake.wait()
+        for fake in fakes:
+            fake.kill()
+            fake.wait()
     assert launch_local.running(tmp_path, "app") == []
