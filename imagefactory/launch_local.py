@@ -85,6 +85,8 @@ def create(env: dict[str, str]) -> dict[str, object]:
 PROJECT = Path(__file__).resolve().parent.parent
 # On the VM, while an in-place run is under way: the stamp from before it.
 BACKUP = "/etc/release.before-upgrade"
+# Put it back: drop it when the stamp is still the same, move it over the stamp otherwise.
+RESTORE = f"sudo cmp -s {BACKUP} /etc/release && sudo rm -f {BACKUP} || sudo mv -f {BACKUP} /etc/release"
 
 
 def upgrade_in_place(env: dict[str, str], previous_stdout: str, repo: Path = PROJECT) -> dict[str, object]:
@@ -107,7 +109,7 @@ def upgrade_in_place(env: dict[str, str], previous_stdout: str, repo: Path = PRO
     # it back, so the machine says what it runs for sure, and apply again.
     unfinished = _ssh(guest, f"sudo test -e {BACKUP} && echo unfinished || true").strip() == "unfinished"
     if unfinished:
-        _ssh(guest, f"sudo mv -f {BACKUP} /etc/release")
+        _ssh(guest, RESTORE)
         print(
             f"launch: an earlier in-place run on {request.vm_name} did not finish; its old stamp is back",
             file=sys.stderr,
@@ -134,7 +136,7 @@ def upgrade_in_place(env: dict[str, str], previous_stdout: str, repo: Path = PRO
             output, code = _apply(guest, tree, values, log)
         finally:
             if code != 0:  # failed or interrupted: the machine keeps saying what it ran
-                restored = guest.ssh(f"sudo mv -f {BACKUP} /etc/release", timeout=120)
+                restored = guest.ssh(RESTORE, timeout=120)
     if code != 0:
         task = upgrade.failed_task(output) or "(no task failed: ansible-playbook could not run)"
         now = parse_stamp(_ssh(guest, "cat /etc/release", check=False)).get("IMAGE_VERSION")

@@ -219,15 +219,16 @@ def test_an_application_upgrades_in_place_keeping_the_machine_and_its_data(two_r
 
         app.use("release-0.2.0")
         assert vm_ops(app) == ["update"], "in place, a new version updates the VM instead of replacing it"
-        # A task of 0.2.0's roles fails (the stamp is locked): the VM keeps reporting 0.1.0.
-        on_vm("sudo chattr +i /etc/release")
+        # A task of 0.2.0's roles fails (the package mirror is down): the VM keeps reporting 0.1.0.
+        down = "/etc/apt/sources.list.d/down.list"
+        on_vm(f"echo 'deb http://127.0.0.1:9/debian bookworm main' | sudo tee {down}")
         failed = app.run("up", "--yes", "--skip-preview", check=False)
         assert failed.returncode != 0
-        assert "failed at task 'release : Write the release stamp'" in failed.stdout, failed.stdout[-3000:]
+        assert "failed at task 'hardening : Install pam_pwquality'" in failed.stdout, failed.stdout[-3000:]
         assert "the VM still reports release-0.1.0" in failed.stdout
         assert parse_stamp(on_vm("cat /etc/release"))["IMAGE_VERSION"] == "release-0.1.0"
         # The cause fixed, the next up retries the upgrade.
-        on_vm("sudo chattr -i /etc/release")
+        on_vm(f"sudo rm {down}")
         app.run("up", "--yes", "--skip-preview")
         second = app.launch()
         assert second["pid"] == first["pid"] and second["dir"] == first["dir"], "the same VM, never replaced"
