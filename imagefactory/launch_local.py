@@ -242,15 +242,14 @@ def _apply(guest: Guest, tree: Path, values: dict[str, str], log: Path) -> tuple
         ),
     ]
     try:
-        process = subprocess.Popen(
-            args, cwd=tree, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True
-        )
+        # In this step's process group: whatever stops the step's group stops ansible with it.
+        process = subprocess.Popen(args, cwd=tree, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     except FileNotFoundError:
         raise FactoryError("ansible-playbook is not installed; run make setup") from None
     try:
         output, _ = process.communicate()
-    except BaseException:  # interrupted: stop ansible and its SSH sessions with it
-        os.killpg(process.pid, signal.SIGTERM)
+    except BaseException:  # interrupted (Ctrl-C, pulumi cancel): stop ansible too
+        process.terminate()
         process.wait()
         raise
     log.write_text(output)
