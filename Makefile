@@ -5,7 +5,7 @@ SHELL := /bin/bash
 ENV := source tools/env.sh
 STACK ?= local
 
-.PHONY: setup release test lint unit integration preview versions bench lookup ancestry verify deprecate retire reproducible diff promote channels revoke
+.PHONY: setup release test lint unit integration preview versions bench lookup fetch ancestry verify deprecate retire reproducible diff promote channels revoke
 
 setup:
 	@tools/setup.sh
@@ -43,9 +43,21 @@ versions: setup
 	@tools/setup.sh --check
 
 ## lookup: print the file of one published version, e.g. make lookup VERSION=release-0.1.0 FORMAT=qcow2
+## (REGISTRY=s3://… or the stack's imagefactory:registry: its objects' URLs; PRESIGN=<seconds> adds pre-signed ones)
 lookup: setup
-	@$(ENV); python -m imagefactory.registry lookup --registry .state/registry --version "$(VERSION)" \
-	  $(if $(FORMAT),--format "$(FORMAT)")
+	@$(ENV); registry=$${REGISTRY:-$$(tools/stack.sh registry $(STACK))}; \
+	  if [[ $$registry == s3://* ]]; then \
+	    python -m imagefactory.s3registry lookup --registry "$$registry" --version "$(VERSION)" \
+	      $(if $(FORMAT),--format "$(FORMAT)") $(if $(PRESIGN),--presign "$(PRESIGN)"); \
+	  else \
+	    python -m imagefactory.registry lookup --registry .state/registry --version "$(VERSION)" \
+	      $(if $(FORMAT),--format "$(FORMAT)"); \
+	  fi
+
+## fetch: download one file of a version from the shared S3 registry and verify it, e.g. make fetch VERSION=release-0.1.0 FORMAT=qcow2 [DEST=dir]
+fetch: setup
+	@$(ENV); python -m imagefactory.s3registry fetch --registry "$${REGISTRY:-$$(tools/stack.sh registry $(STACK))}" \
+	  --version "$(VERSION)" --format "$(FORMAT)" --dest "$(or $(DEST),.)"
 
 ## ancestry: print and verify the chain of custody of a version, e.g. make ancestry VERSION=release-0.1.0
 ancestry: setup

@@ -17,7 +17,7 @@ import pulumi
 
 from components import config
 from components.release import Pipeline
-from imagefactory import channels, formats, host, registry, sources, stages, versions
+from imagefactory import channels, formats, host, registry, s3registry, sources, stages, versions
 from imagefactory.errors import FactoryError
 from imagefactory.upstream import stage0_recipe_digest
 
@@ -29,6 +29,8 @@ registry_path = (ROOT / settings.registry_dir).resolve()
 host.write(ROOT, host.HostFacts(settings.accelerator, settings.build_timeout_minutes))
 
 try:
+    if settings.shared_registry:  # reachable, these credentials, Object Lock if asked: before anything builds
+        s3registry.check(s3registry.parse(settings.shared_registry))
     planned = versions.plan(ROOT, settings.releases, settings.build_working_tree, settings.tag_prefix)
     for version in planned:
         registry.check_not_moved(registry_path, version.name, version.commit)

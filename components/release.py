@@ -22,6 +22,7 @@ from typing import Any
 
 import pulumi
 
+from components._command import python_step, step_result
 from components.image_build import ImageBuild
 from components.image_formats import ImageFormats
 from components.image_release import ImageRelease
@@ -31,7 +32,7 @@ from components.upstream_image import UpstreamImage
 from imagefactory import registry, stages, versions
 from imagefactory.cloud import is_release_candidate
 from imagefactory.settings import Settings
-from imagefactory.steps import ImageEntry
+from imagefactory.steps import ImageEntry, PushRequest, SharedEntry
 
 
 @dataclass(frozen=True)
@@ -346,6 +347,8 @@ class Pipeline:
         )
         entry: pulumi.Output[ImageEntry] = release.entry
         published = pulumi.ResourceOptions(depends_on=[release])
+        if s.shared_registry:
+            entry = self.shared(version, entry, published)
         # `make revoke` is carried to the clouds by the next `pulumi up` (README, Channels and revocation).
         revoked = registry.revocation(Path(s.registry_dir), version.name)
         if s.target == "aws":
@@ -393,6 +396,24 @@ class Pipeline:
                 lambda v: ImageEntry(**v[0], azure={"gallery_image_version_id": v[1]})
             )
         return entry
+
+    def shared(
+        self, version: versions.Version, entry: pulumi.Output[ImageEntry], published: pulumi.ResourceOptions
+    ) -> pulumi.Output[ImageEntry]:
+        """The published version, pushed to the shared S3 registry (imagefactory.s3registry); its
+        entry gains `shared`: the object of each format. A release's push is protected like it."""
+        released = version.is_release
+        push = python_step(
+            f"{version.name}-push",
+            PushRequest,
+            {"registry": self.settings.shared_registry, "folder": entry.apply(lambda e: e["dir"])},
+            triggers=[version.name, entry.apply(lambda e: {f: i["sha256"] for f, i in sorted(e["formats"].items())})],
+            opts=pulumi.ResourceOptions.merge(
+                published, pulumi.ResourceOptions(protect=released, retain_on_delete=released)
+            ),
+        )
+        remote = step_result(push, SharedEntry)
+        return pulumi.Output.all(entry, remote).apply(lambda v: ImageEntry(**v[0], shared=v[1]))
 
 
 @dataclass(frozen=True)

@@ -37,6 +37,7 @@ KEYS: dict[str, str] = {
     "upstreamChecksum": "string",
     "upstreamFallback": "string",
     "registryDir": "string",
+    "registry": "string",
     "workDir": "string",
     "imageName": "string",
     "formats": "array",
@@ -62,6 +63,9 @@ class Settings:
     upstream_checksum: str = ""
     upstream_fallback: str = "stage0"
     registry_dir: str = ".state/registry"
+    shared_registry: str = ""
+    """s3://bucket/prefix?…: where every version is published for the team too (imagefactory.s3registry);
+    "" when the registry is this machine's folder only."""
     work_dir: str = ".state/work"
     formats: tuple[str, ...] = ("raw", "qcow2", "vhd", "vmdk", "ova")
     ova_manifest: str = "sha256"
@@ -123,6 +127,26 @@ def _state_folder(key: str, value: Any, project_root: Path | None) -> str:
     return value
 
 
+def _registry(value: Any, folder: Any, project_root: Path | None) -> tuple[str, str]:
+    """imagefactory:registry: file://<folder> (the same as registryDir) or s3://bucket/prefix?… (this
+    machine's registryDir is then its copy, and every version is published to the store too)."""
+    from imagefactory import s3registry
+
+    if value in ("", None):
+        return _state_folder("registryDir", folder, project_root), ""
+    if not isinstance(value, str):
+        raise FactoryError("imagefactory:registry must be text: file://<folder> or s3://<bucket>[/<prefix>]?…")
+    if value.startswith("file://"):
+        return _state_folder("registry", value.removeprefix("file://"), project_root), ""
+    if value.startswith("s3://"):
+        s3registry.parse(value)  # names what is wrong
+        return _state_folder("registryDir", folder, project_root), value
+    raise FactoryError(
+        f"imagefactory:registry is {value!r}; accepted: file://<folder> (a folder under {STATE_DIR}/ or outside "
+        "the project) or s3://<bucket>[/<prefix>][?endpoint=…&region=…&pathStyle=true&objectLock=…&retentionDays=…]"
+    )
+
+
 def validate(raw: dict[str, Any], project_root: Path | None = None) -> Settings:
     """Turn raw config values (already typed by Pulumi) into Settings, or name what is wrong."""
     defaults = Settings()
@@ -176,6 +200,15 @@ def validate(raw: dict[str, Any], project_root: Path | None = None) -> Settings:
     stages = _stages(get("stages", [s.to_json() for s in defaults.stages]), project_root)
     if azure is not None and azure.mode == "import" and "vhd" not in formats:
         raise FactoryError("imagefactory:formats has no vhd; the azure target's import mode imports the VHD: add vhd")
+    registry_dir, shared_registry = _registry(
+        get("registry", ""), get("registryDir", defaults.registry_dir), project_root
+    )
+    native = any(cloud is not None and cloud.mode == "native" for cloud in (aws, azure))
+    if shared_registry and native:
+        raise FactoryError(
+            "imagefactory:registry is an S3 registry, and a native cloud build publishes no files to share; "
+            "accepted with it: the local target or an import mode"
+        )
     return Settings(
         target=target,
         releases=tuple(releases),
@@ -184,7 +217,8 @@ def validate(raw: dict[str, Any], project_root: Path | None = None) -> Settings:
         upstream_url=url,
         upstream_checksum=checksum,
         upstream_fallback=_one_of("upstreamFallback", get("upstreamFallback", "stage0"), FALLBACKS),
-        registry_dir=_state_folder("registryDir", get("registryDir", defaults.registry_dir), project_root),
+        registry_dir=registry_dir,
+        shared_registry=shared_registry,
         work_dir=_state_folder("workDir", get("workDir", defaults.work_dir), project_root),
         formats=tuple(dict.fromkeys(formats)),
         ova_manifest=_one_of("ovaManifest", get("ovaManifest", defaults.ova_manifest), MANIFEST_DIGESTS),

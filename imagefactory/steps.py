@@ -355,6 +355,33 @@ class PublishRequest(Request):
     version: str = arg("IMAGE_VERSION")
 
 
+@dataclasses.dataclass(frozen=True)
+class PushRequest(Request):
+    MODULE = "s3registry push"
+    registry: str = arg("SHARED_REGISTRY", doc="s3://bucket/prefix?endpoint=…: the shared registry")
+    folder: Path = arg("VERSION_DIR", doc="the version's published folder in this machine's registry")
+
+
+class SharedFile(TypedDict):
+    file: str
+    sha256: str
+    bytes: int
+    url: str
+    """s3://bucket/key of the file's object."""
+    https: str
+    """The object's HTTPS URL at the store's endpoint (pre-signed ones come from make lookup PRESIGN=…)."""
+
+
+class SharedEntry(TypedDict):
+    """One version in the shared registry (imagefactory.s3registry): a file's object per format."""
+
+    version: str
+    registry: str
+    commit: str
+    published_at: str
+    formats: dict[str, SharedFile]
+
+
 class FileEntry(TypedDict):
     path: str
     sha256: str
@@ -379,6 +406,8 @@ class ImageEntry(TypedDict, total=False):
     """The chain of custody: upstream, then each stage (name, version, commit, recipe, digests)."""
     sbom: FileEntry
     """The CycloneDX SBOM of the image's package set (imagefactory.packages)."""
+    shared: SharedEntry
+    """Where the version is in the shared S3 registry, when imagefactory:registry is s3://…"""
 
 
 # --- a parent stage, re-verified before its child boots it ---------------------------------------
@@ -463,6 +492,7 @@ ALL_REQUESTS: tuple[type[Request], ...] = (
     SealCheckRequest,
     FormatsRequest,
     PublishRequest,
+    PushRequest,
     ParentRequest,
     CloudBuildRequest,
     AzureUploadRequest,

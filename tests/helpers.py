@@ -125,6 +125,22 @@ def fake_step_result(name: str, inputs: dict[str, Any]) -> dict[str, Any]:
                 {"stage": env.get("PARENT_STAGE", ""), "version": env.get("PARENT_VERSION", "")},
             ],
         ),
+        "-push": {
+            "version": Path(env.get("VERSION_DIR", "")).name,
+            "registry": env.get("SHARED_REGISTRY", "").split("?")[0],
+            "commit": "c" * 40,
+            "published_at": "2026-01-01T00:00:00Z",
+            "formats": {
+                fmt: {
+                    "file": Path(item["path"]).name,
+                    "sha256": item["sha256"],
+                    "bytes": item["bytes"],
+                    "url": f"{env.get('SHARED_REGISTRY', '').split('?')[0]}/blobs/sha256/{item['sha256']}",
+                    "https": f"http://127.0.0.1:1/blobs/sha256/{item['sha256']}",
+                }
+                for fmt, item in files.items()
+            },
+        },
         "-vhd": steps.AzureUploadResult("https://st.blob.core.windows.net/imagefactory/x.vhd", "v" * 64, True),
         "-vm": {"reported_version": env.get("IMAGE_VERSION", ""), "pid": 1},
         "-aws-packer": {"amis": {"eu-west-1": "ami-0native"}},

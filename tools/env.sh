@@ -28,4 +28,5 @@ case ":$PATH:" in
   *) PATH="$VENV/bin:$IMAGEFACTORY_TOOLS/pulumi-$PULUMI_VERSION/bin:$IMAGEFACTORY_TOOLS/packer-$PACKER_VERSION/bin:$PATH:/usr/sbin:/sbin" ;;
 esac
 export AZURITE_BIN=$IMAGEFACTORY_TOOLS/azurite-$AZURITE_VERSION/node_modules/.bin
+export WEED_BIN=$IMAGEFACTORY_TOOLS/seaweedfs-$SEAWEEDFS_VERSION/weed
 export PATH

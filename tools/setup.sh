@@ -207,6 +207,7 @@ check() {
   packer plugins installed
   ansible-playbook --version | head -1
   qemu-img --version | head -1
+  "$WEED_BIN" version | head -1
 }
 
 # --- Azurite, the Azure Storage emulator the Azure upload is tested against -----------
@@ -222,6 +223,15 @@ install_azurite() {
   mv "$dir.tmp" "$dir"
 }
 
+# --- SeaweedFS, the S3-compatible server the shared registry is tested against -----------
+install_seaweedfs() {
+  local bin=$IMAGEFACTORY_TOOLS/seaweedfs-$SEAWEEDFS_VERSION/weed
+  [ -x "$bin" ] && return 0
+  go_build seaweedfs "$SEAWEEDFS_VERSION" "$bin" github.com/seaweedfs/seaweedfs/weed "-s -w" \
+    "github.com/seaweedfs/seaweedfs@$SEAWEEDFS_VERSION" \
+    -- "github.com/tyler-smith/go-bip39 => github.com/cosmos/go-bip39 v1.0.0"
+}
+
 main() {
   if [ "${1:-}" = "--check" ]; then
     check
@@ -235,6 +245,7 @@ main() {
   install_command_provider
   install_packer
   install_azurite
+  install_seaweedfs
   ensure_passphrase
   "$IMAGEFACTORY_ROOT/tools/stack.sh" git-filter
 }

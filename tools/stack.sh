@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # tools/stack.sh select <stack>: select a stack of the file backend, creating it on first use.
 # tools/stack.sh git-filter: keep passphrase salts out of git (also done by `select`).
+# tools/stack.sh registry <stack>: print the stack's imagefactory:registry ("" when unset).
 #
 # `pulumi stack init` writes the user's passphrase salt (`encryptionsalt:`) into the tracked
 # stacks/Pulumi.<stack>.yaml, and Pulumi writes it back there whenever it is missing. The salt is
@@ -20,8 +21,19 @@ git_filter() {
 
 case "${1:-}" in
   git-filter) git_filter; exit 0 ;;
+  registry)
+    python3 - "$here/../stacks/Pulumi.${2:?stack name}.yaml" <<'PY'
+import sys, yaml
+try:
+    with open(sys.argv[1]) as handle:
+        config = (yaml.safe_load(handle) or {}).get("config") or {}
+except FileNotFoundError:
+    config = {}
+print(config.get("imagefactory:registry", ""))
+PY
+    exit 0 ;;
   select) ;;
-  *) echo "usage: tools/stack.sh select <stack> | tools/stack.sh git-filter" >&2; exit 2 ;;
+  *) echo "usage: tools/stack.sh select <stack> | tools/stack.sh git-filter | tools/stack.sh registry <stack>" >&2; exit 2 ;;
 esac
 stack=${2:?stack name}
 git_filter

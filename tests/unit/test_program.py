@@ -131,6 +131,48 @@ def test_the_local_stack_publishes_the_working_tree_with_absolute_paths(project:
     return images_of(program).apply(check)
 
 
+SHARED = "s3://images/team?endpoint=http://127.0.0.1:1&pathStyle=true"
+
+
+@pulumi.runtime.test
+def test_a_shared_registry_is_checked_first_and_every_version_is_pushed_to_it(
+    project: Path, monkeypatch: pytest.MonkeyPatch
+):
+    from imagefactory import s3registry
+
+    checked: list[s3registry.Store] = []
+    monkeypatch.setattr(s3registry, "check", checked.append)  # the store itself: tests/integration/test_s3registry.py
+    program = run_program(project, stack_config("local", registry=SHARED, releases=["release-0.1.0"]))
+    assert checked == [s3registry.parse(SHARED)], "the store is reached before anything is built"
+
+    def check(images: dict[str, dict]) -> None:
+        assert set(images) == {"release-0.1.0"} | {v for v in images if v.startswith("dev-")}
+        for version, entry in images.items():
+            push = RESOURCES[f"{version}-push"]
+            env = push["inputs"]["environment"]
+            assert env["SHARED_REGISTRY"] == SHARED and env["VERSION_DIR"] == f".state/registry/{version}"
+            assert push["protect"] == (version == "release-0.1.0"), "a release's push is protected like it"
+            assert any(d.endswith(f"::{version}-publish") for d in push["dependencies"]), "after the local publish"
+            shared = entry["shared"]
+            assert shared["registry"] == "s3://images/team" and shared["version"] == version
+            assert shared["formats"]["qcow2"]["url"].startswith("s3://images/team/blobs/sha256/")
+            assert entry["formats"]["qcow2"]["path"].startswith(str(project)), "the local copy stays"
+
+    return images_of(program).apply(check)
+
+
+def test_a_shared_registry_with_a_native_cloud_build_is_refused(project: Path) -> None:
+    with pytest.raises(pulumi.RunError, match="a native cloud build publishes no files to share"):
+        run_program(
+            project,
+            stack_config(
+                "aws",
+                registry=SHARED,
+                aws={"bucket": "images", "region": "eu-west-1", "mode": "native"},
+            ),
+        )
+
+
 @pulumi.runtime.test
 def test_the_aws_stack_imports_the_release_tags_it_and_protects_it(project: Path):
     program = run_program(project, stack_config("aws", releases=["release-0.1.0"], buildWorkingTree=False))

@@ -1,0 +1,66 @@
+"""The S3 registry's setting: every form accepted, every bad one named with what is accepted."""
+
+import base64
+import hashlib
+
+import pytest
+
+from imagefactory import s3registry
+from imagefactory.errors import FactoryError
+
+
+def test_a_bucket_with_a_prefix_and_every_option() -> None:
+    store = s3registry.parse(
+        "s3://images/team/a?endpoint=http://127.0.0.1:8333/&region=eu-west-1&pathStyle=true"
+        "&objectLock=compliance&retentionDays=30"
+    )
+    assert store == s3registry.Store(
+        bucket="images",
+        prefix="team/a",
+        endpoint="http://127.0.0.1:8333",
+        region="eu-west-1",
+        path_style=True,
+        lock_mode="COMPLIANCE",
+        retention_days=30,
+    )
+    assert store.key("versions", "release-0.1.0.json") == "team/a/versions/release-0.1.0.json"
+    assert store.url == "s3://images/team/a"
+
+
+def test_a_bare_bucket_uses_aws_defaults() -> None:
+    store = s3registry.parse("s3://images")
+    assert (store.prefix, store.endpoint, store.region, store.path_style, store.lock_mode) == (
+        "",
+        "",
+        "us-east-1",
+        False,
+        "",
+    )
+    assert store.key("blobs", "sha256", "ab") == "blobs/sha256/ab"
+
+
+@pytest.mark.parametrize(
+    ("url", "named"),
+    [
+        ("file:///tmp/x", "is not an S3 registry"),
+        ("s3:///prefix", "is not an S3 registry"),
+        ("s3://b?endpont=http://x", "unknown option(s) endpont"),
+        ("s3://b?endpoint=127.0.0.1:9000", "is not an http(s) URL"),
+        ("s3://b?pathStyle=yes", "pathStyle 'yes' is not true or false"),
+        ("s3://b?objectLock=strict", "objectLock 'strict' is not none, governance or compliance"),
+        ("s3://b?objectLock=governance", "retentionDays '0' is not accepted"),
+        ("s3://b?objectLock=governance&retentionDays=-1", "retentionDays '-1' is not accepted"),
+        ("s3://b?region=a&region=b", "gives region more than once"),
+    ],
+)
+def test_a_bad_setting_is_named_with_what_is_accepted(url: str, named: str) -> None:
+    with pytest.raises(FactoryError) as caught:
+        s3registry.parse(url)
+    assert named in str(caught.value)
+    assert "imagefactory:registry" in str(caught.value)
+
+
+def test_the_composite_checksum_is_the_digest_of_the_part_digests() -> None:
+    parts = [hashlib.sha256(b"a").hexdigest(), hashlib.sha256(b"b").hexdigest()]
+    expected = hashlib.sha256(hashlib.sha256(b"a").digest() + hashlib.sha256(b"b").digest()).digest()
+    assert s3registry.composite(parts) == base64.b64encode(expected).decode() + "-2"
