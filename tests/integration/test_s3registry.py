@@ -71,6 +71,28 @@ def test_a_version_is_published_then_found_fetched_and_downloaded_by_url(
     fetched = s3registry.fetch(store, "release-0.1.0", "qcow2", tmp_path / "download")
     assert fetched.read_bytes() == payload and fetched.name == "img-release-0.1.0.qcow2"
 
+    # The same through make, as a user on another machine types it.
+    registry = server.registry("images")
+    make = {**os.environ, **server.env, "REGISTRY": registry}
+    looked = subprocess.run(
+        ["make", "-s", "lookup", "VERSION=release-0.1.0", "FORMAT=qcow2", "PRESIGN=60"],
+        cwd=ROOT,
+        env=make,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert json.loads(looked.stdout)["presigned"].startswith(server.endpoint)
+    subprocess.run(
+        ["make", "-s", "fetch", "VERSION=release-0.1.0", "FORMAT=qcow2", f"DEST={tmp_path / 'make'}"],
+        cwd=ROOT,
+        env=make,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert (tmp_path / "make" / "img-release-0.1.0.qcow2").read_bytes() == payload
+
     with pytest.raises(FactoryError, match=re.escape("version release-9.9.9 is not published in s3://images/images; ")):
         s3registry.lookup(store, "release-9.9.9")
     with pytest.raises(FactoryError, match=re.escape("release-0.1.0 has no vhd image; it has: qcow2")):
