@@ -42,8 +42,10 @@ import datetime as dt
 import hashlib
 import json
 import os
+import re
 import sys
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -56,6 +58,8 @@ from imagefactory.steps import PushRequest
 PART = 64 * 1024 * 1024  # multipart above this size, in parts of this size
 LOCK_MODES = {"none": "", "governance": "GOVERNANCE", "compliance": "COMPLIANCE"}
 QUERY_KEYS = ("endpoint", "region", "pathStyle", "objectLock", "retentionDays")
+BUCKET = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
+PRESIGN_MAX = 7 * 24 * 3600  # SigV4's longest
 
 
 @dataclass(frozen=True)
@@ -94,6 +98,16 @@ def parse(url: str, setting: str = "imagefactory:registry") -> Store:
     parts = urlsplit(url)
     if parts.scheme != "s3" or not parts.netloc:
         raise FactoryError(f"{setting} {url!r} is not an S3 registry; {accepted}")
+    if "@" in parts.netloc:  # never echo what looks like a credential
+        raise FactoryError(
+            f"{setting} holds credentials before its bucket; give them as AWS_ACCESS_KEY_ID and "
+            f"AWS_SECRET_ACCESS_KEY (or AWS_PROFILE), never in the stack; {accepted}"
+        )
+    if not BUCKET.fullmatch(parts.netloc):
+        raise FactoryError(
+            f"{setting} {url!r}: bucket {parts.netloc!r} is not an S3 bucket name (3 to 63 lower-case letters, "
+            f"digits, dots and dashes); {accepted}"
+        )
     query = parse_qs(parts.query, keep_blank_values=True)
     unknown = sorted(set(query) - set(QUERY_KEYS))
     if unknown:
@@ -106,8 +120,11 @@ def parse(url: str, setting: str = "imagefactory:registry") -> Store:
         return values[0]
 
     endpoint = one("endpoint", "")
-    if endpoint and urlsplit(endpoint).scheme not in ("http", "https"):
+    if endpoint and (urlsplit(endpoint).scheme not in ("http", "https") or not urlsplit(endpoint).hostname):
         raise FactoryError(f"{setting} {url!r}: endpoint {endpoint!r} is not an http(s) URL; {accepted}")
+    region = one("region", "us-east-1") or "us-east-1"
+    if not re.fullmatch(r"[a-z0-9-]{2,40}", region):
+        raise FactoryError(f"{setting} {url!r}: region {region!r} is not a region name (e.g. eu-west-1); {accepted}")
     path_style = one("pathStyle", "false").lower()
     if path_style not in ("true", "false"):
         raise FactoryError(f"{setting} {url!r}: pathStyle {path_style!r} is not true or false; {accepted}")
@@ -115,6 +132,8 @@ def parse(url: str, setting: str = "imagefactory:registry") -> Store:
     if lock not in LOCK_MODES:
         raise FactoryError(f"{setting} {url!r}: objectLock {lock!r} is not none, governance or compliance")
     days_text = one("retentionDays", "0")
+    if lock == "none" and "retentionDays" in query:
+        raise FactoryError(f"{setting} {url!r}: retentionDays is only for objectLock=governance|compliance")
     if not days_text.isdigit() or (lock != "none" and int(days_text) < 1):
         raise FactoryError(
             f"{setting} {url!r}: retentionDays {days_text!r} is not accepted; with objectLock give a whole "
@@ -124,7 +143,7 @@ def parse(url: str, setting: str = "imagefactory:registry") -> Store:
         bucket=parts.netloc,
         prefix=parts.path.strip("/"),
         endpoint=endpoint.rstrip("/"),
-        region=one("region", "us-east-1") or "us-east-1",
+        region=region,
         path_style=path_style == "true",
         lock_mode=LOCK_MODES[lock],
         retention_days=int(days_text),
@@ -139,6 +158,7 @@ def client(store: Store) -> Any:
     from botocore.config import Config
 
     config = Config(
+        signature_version="s3v4",  # pre-signed URLs too: AWS refuses the older signature
         s3={"addressing_style": "path" if store.path_style else "auto"},
         retries={"max_attempts": 3, "mode": "standard"},
         connect_timeout=5,
@@ -146,7 +166,10 @@ def client(store: Store) -> Any:
         request_checksum_calculation="when_required",  # we send our own SHA-256s
         response_checksum_validation="when_required",
     )
-    return boto3.client("s3", endpoint_url=store.endpoint or None, region_name=store.region, config=config)
+    try:
+        return boto3.client("s3", endpoint_url=store.endpoint or None, region_name=store.region, config=config)
+    except Exception as exc:  # a bad endpoint or region: one line, never a traceback
+        raise explain(store, exc, "connecting") from None
 
 
 def error_code(exc: BaseException) -> str:
@@ -177,37 +200,65 @@ def explain(store: Store, exc: BaseException, doing: str) -> FactoryError:
             )
         if code in ("NoSuchBucket", "404") and doing.startswith("checking"):
             return FactoryError(f"the registry's bucket {store.bucket!r} does not exist at {store.where}")
-        return FactoryError(f"the registry {store.where} answered {code} while {doing}: {exc}")
+        return FactoryError(f"the registry {store.where} answered {code} while {doing}: {_line(exc)}")
     if isinstance(exc, BotoCoreError):
-        return FactoryError(f"the registry {store.where} cannot be reached while {doing}: {exc}")
-    return FactoryError(f"the registry {store.where} failed while {doing}: {exc}")
+        return FactoryError(f"the registry {store.where} cannot be reached while {doing}: {_line(exc)}")
+    return FactoryError(f"the registry {store.where} failed while {doing}: {type(exc).__name__}: {_line(exc)}")
+
+
+def _line(exc: BaseException) -> str:
+    return " ".join(str(exc).split())[:300]
 
 
 def _call(store: Store, doing: str, function: Any, **kwargs: Any) -> Any:
-    from botocore.exceptions import BotoCoreError, ClientError
-
     try:
         return function(**kwargs)
-    except (BotoCoreError, ClientError) as exc:
+    except FactoryError:
+        raise
+    except Exception as exc:  # botocore's errors, and what a broken endpoint makes of it (a redirect loop)
         raise explain(store, exc, doing) from None
+
+
+def _missing(exc: BaseException) -> bool:
+    return error_code(exc) in ("NoSuchKey", "404", "NotFound")
 
 
 def _get_json(s3: Any, store: Store, key: str) -> tuple[dict, str] | None:
     """(document, ETag) of a JSON object, or None when there is none."""
-    from botocore.exceptions import BotoCoreError, ClientError
-
     try:
         answer = s3.get_object(Bucket=store.bucket, Key=key)
-    except ClientError as exc:
-        if error_code(exc) in ("NoSuchKey", "404"):
+        body = answer["Body"].read()
+    except Exception as exc:
+        if _missing(exc):
             return None
         raise explain(store, exc, f"reading {key}") from None
-    except BotoCoreError as exc:
-        raise explain(store, exc, f"reading {key}") from None
     try:
-        return json.loads(answer["Body"].read()), answer["ETag"]
+        document = json.loads(body)
     except ValueError as exc:
         raise FactoryError(f"{store.url}/{key} is not valid JSON: {exc}") from None
+    if not isinstance(document, dict):
+        raise FactoryError(f"{store.url}/{key} is not a JSON object")
+    return document, answer["ETag"]
+
+
+def _checked(store: Store, key: str, document: dict) -> dict:
+    """A version object with the shape this module writes, its file names plain names."""
+    try:
+        names = list(document["files"])
+        manifest = document["manifest"]
+        valid = (
+            isinstance(document["version"], str)
+            and isinstance(document["content"], str)
+            and isinstance(document["sums"], str)
+            and all(isinstance(document["files"][n]["sha256"], str) for n in names)
+            and all(Path(item["file"]).name == item["file"] for item in manifest["formats"].values())
+            and isinstance(manifest["commit"], str)
+        )
+    except (KeyError, TypeError, AttributeError):
+        valid = False
+    if not valid or any(Path(n).name != n for n in names):
+        raise FactoryError(f"{store.url}/{key} is not a version object of this registry (damaged or foreign)")
+    return document
 
 
 def check(store: Store, s3: Any | None = None) -> None:
@@ -217,7 +268,7 @@ def check(store: Store, s3: Any | None = None) -> None:
     _call(store, "checking the bucket", s3.head_bucket, Bucket=store.bucket)
     if not store.lock_mode:
         return
-    from botocore.exceptions import BotoCoreError, ClientError
+    from botocore.exceptions import ClientError
 
     try:
         answer = s3.get_object_lock_configuration(Bucket=store.bucket)
@@ -226,7 +277,7 @@ def check(store: Store, s3: Any | None = None) -> None:
         if error_code(exc) in CREDENTIAL_CODES:
             raise explain(store, exc, "checking the bucket's Object Lock") from None
         enabled = False
-    except BotoCoreError as exc:
+    except Exception as exc:
         raise explain(store, exc, "checking the bucket's Object Lock") from None
     if not enabled:
         raise FactoryError(
@@ -243,11 +294,14 @@ def _b64(hex_digest: str) -> str:
     return base64.b64encode(bytes.fromhex(hex_digest)).decode()
 
 
+def _retain_until(store: Store) -> dt.datetime:
+    return dt.datetime.now(dt.UTC) + dt.timedelta(days=store.retention_days)
+
+
 def _lock_args(store: Store, release: bool) -> dict[str, Any]:
     if not (store.lock_mode and release):
         return {}
-    until = dt.datetime.now(dt.UTC) + dt.timedelta(days=store.retention_days)
-    return {"ObjectLockMode": store.lock_mode, "ObjectLockRetainUntilDate": until}
+    return {"ObjectLockMode": store.lock_mode, "ObjectLockRetainUntilDate": _retain_until(store)}
 
 
 def _parts(path: Path) -> list[tuple[int, int, str]]:
@@ -270,95 +324,137 @@ def composite(part_digests: list[str]) -> str:
     return f"{base64.b64encode(hashlib.sha256(joined).digest()).decode()}-{len(part_digests)}"
 
 
+def store_checksum(path: Path, sha256: str) -> str:
+    """The ChecksumSHA256 the store reports for this file uploaded by `upload`."""
+    if path.stat().st_size <= PART:
+        return _b64(sha256)
+    return composite([digest for _, _, digest in _parts(path)])
+
+
 def _read_back(s3: Any, store: Store, key: str) -> str:
-    answer = _call(store, f"reading back {key}", s3.get_object, Bucket=store.bucket, Key=key)
     digest = hashlib.sha256()
-    for chunk in answer["Body"].iter_chunks(CHUNK):
-        digest.update(chunk)
+    try:
+        answer = s3.get_object(Bucket=store.bucket, Key=key)
+        for chunk in answer["Body"].iter_chunks(CHUNK):
+            digest.update(chunk)
+    except Exception as exc:
+        raise explain(store, exc, f"reading back {key}") from None
     return digest.hexdigest()
 
 
-def upload(s3: Any, store: Store, path: Path, sha256: str, release: bool) -> str:
-    """Put one file as its content-addressed blob (skipped when the store has it). Returns how it
-    was checked: 'present', 'store' (the store checked our SHA-256s) or 'read back'."""
-    key = store.key("blobs", "sha256", sha256)
-    size = path.stat().st_size
-    from botocore.exceptions import ClientError
-
+def _holds(s3: Any, store: Store, key: str, sha256: str, checksum: str, size: int) -> bool | None:
+    """Whether the store holds exactly these bytes under `key`: None when there is no such object;
+    checked by the store's checksum, or read back when it keeps none."""
     try:
         head = s3.head_object(Bucket=store.bucket, Key=key, ChecksumMode="ENABLED")
-        if head["ContentLength"] == size:
-            return "present"
-    except ClientError as exc:
-        if error_code(exc) not in ("NoSuchKey", "404"):
-            raise explain(store, exc, f"checking {key}") from None
+    except Exception as exc:
+        if _missing(exc):
+            return None
+        raise explain(store, exc, f"checking {key}") from None
+    if head["ContentLength"] != size:
+        return False
+    reported = head.get("ChecksumSHA256")
+    if reported is not None:
+        return reported.split("-")[0] == checksum.split("-")[0]
+    return _read_back(s3, store, key) == sha256
+
+
+def _keep(s3: Any, store: Store, key: str) -> None:
+    """A release's object found already there (a blob is shared by content, e.g. with a development
+    build): put it under the release's Object Lock too, or extend its retention."""
+    try:
+        current = s3.get_object_retention(Bucket=store.bucket, Key=key).get("Retention", {})
+    except Exception as exc:
+        if error_code(exc) not in ("NoSuchObjectLockConfiguration", "ObjectLockConfigurationNotFoundError", "404"):
+            raise explain(store, exc, f"reading the retention of {key}") from None
+        current = {}
+    until = _retain_until(store)
+    if (
+        current.get("Mode") == store.lock_mode
+        and current.get("RetainUntilDate")
+        and current["RetainUntilDate"] >= until
+    ):
+        return
+    _call(
+        store,
+        f"locking {key}",
+        s3.put_object_retention,
+        Bucket=store.bucket,
+        Key=key,
+        Retention={"Mode": store.lock_mode, "RetainUntilDate": until},
+    )
+
+
+def upload(s3: Any, store: Store, path: Path, sha256: str, release: bool, checksum: str = "") -> str:
+    """Put one file as its content-addressed blob (never over another object: If-None-Match).
+    Returns how it was checked: 'present' (the store already held these bytes), 'store' (the store
+    checked our SHA-256s) or 'read back'."""
+    key = store.key("blobs", "sha256", sha256)
+    size, checksum = path.stat().st_size, checksum or store_checksum(path, sha256)
+    held = _holds(s3, store, key, sha256, checksum, size)
+    if held is False:
+        raise FactoryError(
+            f"{store.url}/{key} holds other bytes than {path.name} (sha256:{sha256}), and a published object is "
+            "never overwritten: delete that object by hand (it is damaged), then publish again"
+        )
+    if held:
+        if store.lock_mode and release:
+            _keep(s3, store, key)
+        return "present"
     extra = {"Metadata": {"sha256": sha256, "name": path.name}, **_lock_args(store, release)}
     doing = f"uploading {path.name}"
-    if size <= PART:
-        with open(path, "rb") as body:
-            answer = _call(
-                store,
-                doing,
-                s3.put_object,
-                Bucket=store.bucket,
-                Key=key,
-                Body=body,
-                ChecksumSHA256=_b64(sha256),
-                **extra,
-            )
-        expected = _b64(sha256)
-    else:
-        parts = _parts(path)
-        started = _call(
-            store, doing, s3.create_multipart_upload, Bucket=store.bucket, Key=key, ChecksumAlgorithm="SHA256", **extra
-        )
-        upload_id, done = started["UploadId"], []
-        try:
-            with open(path, "rb") as handle:
-                for number, (offset, length, digest) in enumerate(parts, 1):
-                    handle.seek(offset)
-                    data = handle.read(length)
-                    part = _call(
-                        store,
-                        f"{doing} (part {number}/{len(parts)})",
-                        s3.upload_part,
-                        Bucket=store.bucket,
-                        Key=key,
-                        UploadId=upload_id,
-                        PartNumber=number,
-                        Body=data,
-                        ChecksumSHA256=_b64(digest),
-                    )
-                    done.append({"PartNumber": number, "ETag": part["ETag"], "ChecksumSHA256": _b64(digest)})
-            answer = _call(
-                store,
-                doing,
-                s3.complete_multipart_upload,
-                Bucket=store.bucket,
-                Key=key,
-                UploadId=upload_id,
-                MultipartUpload={"Parts": done},
-            )
-        except BaseException:
-            # The store may be what failed: an upload never completed stays invisible either way.
-            with contextlib.suppress(Exception):
-                s3.abort_multipart_upload(Bucket=store.bucket, Key=key, UploadId=upload_id)
-            raise
-        expected = composite([digest for _, _, digest in parts])
+    try:
+        if size <= PART:
+            with open(path, "rb") as body:
+                answer = s3.put_object(
+                    Bucket=store.bucket, Key=key, Body=body, ChecksumSHA256=checksum, IfNoneMatch="*", **extra
+                )
+        else:
+            answer = _multipart(s3, store, path, key, extra, doing)
+    except FactoryError:
+        raise
+    except Exception as exc:
+        if error_code(exc) in ("PreconditionFailed", "412"):  # another builder put it first: check it
+            if _holds(s3, store, key, sha256, checksum, size):
+                return "present"
+            raise FactoryError(f"{store.url}/{key} was written by another builder with other bytes") from None
+        raise explain(store, exc, doing) from None
     stored = answer.get("ChecksumSHA256")
-    if stored is None:
-        stored = (
-            _call(store, f"checking {key}", s3.head_object, Bucket=store.bucket, Key=key, ChecksumMode="ENABLED")
-        ).get("ChecksumSHA256")
-    if stored is not None and stored.split("-")[0] == expected.split("-")[0]:
+    if stored is not None and stored.split("-")[0] == checksum.split("-")[0]:
         return "store"
-    actual = _read_back(s3, store, key)
-    if actual != sha256:
-        raise FactoryError(
-            f"{path.name} was stored at {store.url}/{key} with other bytes: expected sha256:{sha256}, the store "
-            f"holds sha256:{actual}; nothing was published"
+    if stored is None and _read_back(s3, store, key) == sha256:
+        return "read back"
+    with contextlib.suppress(Exception):  # never leave wrong bytes under a content's name
+        s3.delete_object(Bucket=store.bucket, Key=key)
+    raise FactoryError(f"{path.name} was stored at {store.url}/{key} with other bytes; nothing was published")
+
+
+def _multipart(s3: Any, store: Store, path: Path, key: str, extra: dict, doing: str) -> Any:
+    """A multipart upload whose every part carries its SHA-256; aborted when anything fails."""
+    parts = _parts(path)
+    started = s3.create_multipart_upload(Bucket=store.bucket, Key=key, ChecksumAlgorithm="SHA256", **extra)
+    upload_id, done = started["UploadId"], []
+    try:
+        with open(path, "rb") as handle:
+            for number, (offset, length, digest) in enumerate(parts, 1):
+                handle.seek(offset)
+                part = s3.upload_part(
+                    Bucket=store.bucket,
+                    Key=key,
+                    UploadId=upload_id,
+                    PartNumber=number,
+                    Body=handle.read(length),
+                    ChecksumSHA256=_b64(digest),
+                )
+                done.append({"PartNumber": number, "ETag": part["ETag"], "ChecksumSHA256": _b64(digest)})
+        return s3.complete_multipart_upload(
+            Bucket=store.bucket, Key=key, UploadId=upload_id, MultipartUpload={"Parts": done}, IfNoneMatch="*"
         )
-    return "read back"
+    except BaseException:
+        # The store may be what failed: an upload never completed stays invisible either way.
+        with contextlib.suppress(Exception):
+            s3.abort_multipart_upload(Bucket=store.bucket, Key=key, UploadId=upload_id)
+        raise
 
 
 def _content_id(manifest: dict) -> str:
@@ -367,36 +463,43 @@ def _content_id(manifest: dict) -> str:
     return hashlib.sha256(json.dumps(content_key(manifest), sort_keys=True).encode()).hexdigest()
 
 
-def _ledger(s3: Any, store: Store, version: str) -> list[str]:
+def _ledger(s3: Any, store: Store, version: str) -> dict[str, str]:
+    """content id -> commit of every content published under this version name."""
     prefix = store.key("ledger", version) + "/"
     answer = _call(store, "reading the ledger", s3.list_objects_v2, Bucket=store.bucket, Prefix=prefix)
-    return sorted(item["Key"][len(prefix) :].removesuffix(".json") for item in answer.get("Contents", []))
+    found = {}
+    for item in answer.get("Contents", []):
+        record = _get_json(s3, store, item["Key"])
+        found[item["Key"][len(prefix) :].removesuffix(".json")] = str((record or ({}, ""))[0].get("commit", "?"))
+    return found
 
 
 def _put_json(s3: Any, store: Store, key: str, document: dict, release: bool, **condition: str) -> bool:
     """Write a JSON object under a condition (IfNoneMatch='*' or IfMatch=etag); False when the
-    condition failed (another builder was first)."""
-    from botocore.exceptions import BotoCoreError, ClientError
-
+    condition failed (another builder was first). A write still in flight elsewhere (409) is retried."""
     body = (json.dumps(document, indent=2, sort_keys=True) + "\n").encode()
     digest = hashlib.sha256(body).hexdigest()
-    try:
-        s3.put_object(
-            Bucket=store.bucket,
-            Key=key,
-            Body=body,
-            ContentType="application/json",
-            ChecksumSHA256=_b64(digest),
-            **_lock_args(store, release),
-            **condition,
-        )
-    except ClientError as exc:
-        if error_code(exc) in ("PreconditionFailed", "412", "ConditionalRequestConflict", "409"):
-            return False
-        raise explain(store, exc, f"writing {key}") from None
-    except BotoCoreError as exc:
-        raise explain(store, exc, f"writing {key}") from None
-    return True
+    for attempt in range(6):
+        try:
+            s3.put_object(
+                Bucket=store.bucket,
+                Key=key,
+                Body=body,
+                ContentType="application/json",
+                ChecksumSHA256=_b64(digest),
+                **_lock_args(store, release),
+                **condition,
+            )
+            return True
+        except Exception as exc:
+            code = error_code(exc)
+            if code in ("PreconditionFailed", "412"):
+                return False
+            if code in ("ConditionalRequestConflict", "409") and attempt < 5:
+                time.sleep(0.2 * 2**attempt)
+                continue
+            raise explain(store, exc, f"writing {key}") from None
+    return False
 
 
 def version_document(folder: Path) -> tuple[dict, dict[str, Path]]:
@@ -409,7 +512,7 @@ def version_document(folder: Path) -> tuple[dict, dict[str, Path]]:
     files = {}
     for name, path in paths.items():
         digest = sums.get(name) or file_digest(path)
-        files[name] = {"sha256": digest, "bytes": path.stat().st_size}
+        files[name] = {"sha256": digest, "bytes": path.stat().st_size, "checksum": store_checksum(path, digest)}
     document = {
         "version": manifest["version"],
         "manifest": manifest,
@@ -418,6 +521,13 @@ def version_document(folder: Path) -> tuple[dict, dict[str, Path]]:
         "content": _content_id(manifest),
     }
     return document, paths
+
+
+def upload_order(names: list[str]) -> list[str]:
+    """The images and other files first, then SHA256SUMS, then the manifest (the version object,
+    which makes the version visible, comes after all of them)."""
+    last = {"SHA256SUMS": 1, "manifest.json": 2}
+    return sorted(names, key=lambda name: (last.get(name, 0), name))
 
 
 def push(store: Store, folder: Path, log: Any = None) -> dict:
@@ -433,13 +543,16 @@ def push(store: Store, folder: Path, log: Any = None) -> dict:
     key = store.key("versions", f"{version}.json")
     commit = document["manifest"]["commit"][:12]
     if release:
-        others = [c for c in _ledger(s3, store, version) if c != content]
+        others = {c: other for c, other in _ledger(s3, store, version).items() if c != content}
         if others:
             raise FactoryError(
-                f"{version} was published to {store.url} before with other content (ledger "
-                f"{store.key('ledger', version)}/{others[0]}.json); releases are immutable: tag a new version"
+                f"{version} was published to {store.url} before from commit {next(iter(others.values()))[:12]} with "
+                f"other content than this build (commit {commit}); the ledger {store.key('ledger', version)}/ keeps "
+                "it; releases are immutable: tag a new version"
             )
     found = _get_json(s3, store, key)
+    if found:
+        _checked(store, key, found[0])
     if found and found[0].get("content") == content:
         _verify_remote(s3, store, found[0])
         _record(s3, store, found[0], release)
@@ -450,15 +563,16 @@ def push(store: Store, folder: Path, log: Any = None) -> dict:
             f"{version} is already published in {store.url} from commit {found[0]['manifest']['commit'][:12]}, "
             f"and this build (commit {commit}) has other content; releases are immutable: tag a new version"
         )
-    for name, path in paths.items():
-        how = upload(s3, store, path, document["files"][name]["sha256"], release)
+    for name in upload_order(list(paths)):
+        item = document["files"][name]
+        how = upload(s3, store, paths[name], item["sha256"], release, item["checksum"])
         log(f"{name}: {how if how != 'store' else 'uploaded, SHA-256 checked by the store'}")
     document["published_at"] = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     condition = {"IfMatch": found[1]} if found else {"IfNoneMatch": "*"}
     if not _put_json(s3, store, key, document, release, **condition):
         winner = _get_json(s3, store, key)
         if winner is None or winner[0].get("content") != content:
-            other = winner[0]["manifest"]["commit"][:12] if winner else "unknown"
+            other = _checked(store, key, winner[0])["manifest"]["commit"][:12] if winner else "unknown"
             raise FactoryError(
                 f"another builder published {version} to {store.url} first (commit {other}) with other content "
                 f"than this build (commit {commit}); nothing of this build was published"
@@ -487,20 +601,18 @@ def _record(s3: Any, store: Store, document: dict, release: bool) -> None:
 
 
 def _verify_remote(s3: Any, store: Store, document: dict) -> None:
-    """Every file of a remote version is there with its size (its key is its digest)."""
-    from botocore.exceptions import ClientError
-
+    """Every file of a remote version is there with its bytes: its size, and the checksum the store
+    keeps for it (or its bytes read back when the store keeps none)."""
     for name, item in sorted(document["files"].items()):
         key = store.key("blobs", "sha256", item["sha256"])
-        try:
-            head = s3.head_object(Bucket=store.bucket, Key=key)
-        except ClientError as exc:
+        held = _holds(s3, store, key, item["sha256"], item.get("checksum", _b64(item["sha256"])), item["bytes"])
+        if held is None:
+            raise FactoryError(f"{document['version']} in {store.url} lists {name}, but its object {key} is missing")
+        if not held:
             raise FactoryError(
-                f"{document['version']} in {store.url} lists {name}, but its object {key} is missing "
-                f"({error_code(exc)})"
-            ) from None
-        if head["ContentLength"] != item["bytes"]:
-            raise FactoryError(f"{store.url}/{key} ({name}) has {head['ContentLength']} bytes, not {item['bytes']}")
+                f"{store.url}/{key} ({name} of {document['version']}) does not hold its published bytes "
+                f"(sha256:{item['sha256']}, {item['bytes']} bytes)"
+            )
 
 
 # --- lookups from anywhere --------------------------------------------------------------------
@@ -554,14 +666,19 @@ def versions(store: Store, s3: Any = None) -> list[str]:
 
 def document_of(store: Store, version: str, s3: Any = None) -> dict:
     s3 = s3 or client(store)
-    found = _get_json(s3, store, store.key("versions", f"{version}.json"))
+    key = store.key("versions", f"{version}.json")
+    found = _get_json(s3, store, key)
     if found is None:
         available = ", ".join(versions(store, s3)) or "none"
         raise FactoryError(f"version {version} is not published in {store.url}; published versions: {available}")
-    return found[0]
+    return _checked(store, key, found[0])
 
 
 def lookup(store: Store, version: str, fmt: str | None = None, presign: int = 0) -> dict:
+    if not 0 <= presign <= PRESIGN_MAX:
+        raise FactoryError(
+            f"--presign {presign} is not accepted: seconds from 1 to {PRESIGN_MAX} (7 days), or 0 for none"
+        )
     s3 = client(store)
     document = document_of(store, version, s3)
     formats = document["manifest"]["formats"]
@@ -586,14 +703,17 @@ def fetch(store: Store, version: str, fmt: str, dest: Path) -> Path:
     key = store.key("blobs", "sha256", item["sha256"])
     dest.mkdir(parents=True, exist_ok=True)
     target = dest / item["file"]
-    answer = _call(store, f"downloading {item['file']}", s3.get_object, Bucket=store.bucket, Key=key)
     digest = hashlib.sha256()
     handle, partial = tempfile.mkstemp(dir=dest, prefix=f".{item['file']}.", suffix=".partial")
     try:
         with os.fdopen(handle, "wb") as out:
-            for chunk in answer["Body"].iter_chunks(CHUNK):
-                digest.update(chunk)
-                out.write(chunk)
+            try:
+                answer = s3.get_object(Bucket=store.bucket, Key=key)
+                for chunk in answer["Body"].iter_chunks(CHUNK):
+                    digest.update(chunk)
+                    out.write(chunk)
+            except Exception as exc:  # the store went away mid-download: one line, nothing kept
+                raise explain(store, exc, f"downloading {item['file']}") from None
             out.flush()
             os.fsync(out.fileno())
         if digest.hexdigest() != item["sha256"]:

@@ -31,7 +31,7 @@ def weed_binary() -> str:
 
 
 def free_ports(count: int) -> list[int]:
-    """Ports free now on 127.0.0.1 whose +10000 (SeaweedFS's default gRPC offset) is below 65536."""
+    """Ports free now on 127.0.0.1 (every gRPC port is given too, so no default offset applies)."""
     ports: list[int] = []
     sockets = []
     try:
@@ -117,29 +117,32 @@ class S3Server:
         log = open(self.folder / "weed.log", "ab")  # noqa: SIM115 - the server keeps it open while it runs
         self.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         log.close()
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"SeaweedFS exited with {self.process.returncode}: {self.log_tail()}")
-            try:
-                socket.create_connection(("127.0.0.1", s3), timeout=0.5).close()
-                self._wait_for_s3()
-                return self
-            except OSError:
-                time.sleep(0.1)
-        self.stop()
-        raise RuntimeError(f"SeaweedFS did not answer on {self.endpoint} within 60 s: {self.log_tail()}")
+        try:
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline:
+                if self.process.poll() is not None:
+                    raise RuntimeError(f"SeaweedFS exited with {self.process.returncode}: {self.log_tail()}")
+                try:
+                    socket.create_connection(("127.0.0.1", s3), timeout=0.5).close()
+                    self._wait_for_s3()
+                    return self
+                except OSError:
+                    time.sleep(0.1)
+            raise RuntimeError(f"SeaweedFS did not answer on {self.endpoint} within 60 s: {self.log_tail()}")
+        except BaseException:
+            self.stop()  # never left running, whatever failed
+            raise
 
     def _wait_for_s3(self) -> None:
         """The port opens before the filer behind it is ready: wait for a real answer."""
-        from botocore.exceptions import ClientError, EndpointConnectionError
+        from botocore.exceptions import BotoCoreError, ClientError
 
         deadline = time.monotonic() + 60
         while True:
             try:
                 self.client().list_buckets()
                 return
-            except (ClientError, EndpointConnectionError):
+            except (ClientError, BotoCoreError):
                 if time.monotonic() > deadline:
                     raise
                 time.sleep(0.2)

@@ -55,7 +55,12 @@ def test_a_version_is_published_then_found_fetched_and_downloaded_by_url(
     payload = os.urandom(12 * 1024 * 1024)
     folder = staging(tmp_path, "release-0.1.0", payload)
     store = s3registry.parse(server.registry(server.bucket("images")))
-    published = s3registry.push(store, folder)
+    messages: list[str] = []
+    published = s3registry.push(store, folder, messages.append)
+    # Three parts, each checked by the store, and the composite it reports matches ours.
+    assert "img-release-0.1.0.qcow2: store" in [
+        m.replace("uploaded, SHA-256 checked by the store", "store") for m in messages
+    ]
     item = published["formats"]["qcow2"]
     assert item["url"] == f"s3://images/images/blobs/sha256/{item['sha256']}"
     assert s3registry.versions(store) == ["release-0.1.0"]
@@ -107,12 +112,49 @@ def test_a_release_is_never_published_again_with_other_bytes(server: S3Server, t
         s3registry.push(store, other)
     # Even with its version object deleted by hand, the ledger keeps the release's content.
     server.client().delete_object(Bucket="images", Key="images/versions/release-0.1.0.json")
-    with pytest.raises(FactoryError, match=re.escape("published to s3://images/images before with other content")):
+    with pytest.raises(
+        FactoryError,
+        match=re.escape(
+            "published to s3://images/images before from commit aaaaaaaaaaaa with other content than this build (commit bbbbbbbbbbbb)"
+        ),
+    ):
         s3registry.push(store, other)
     # A development version may be replaced.
     s3registry.push(store, staging(tmp_path, "dev-0123456789ab", b"one"))
     replaced = s3registry.push(store, staging(tmp_path, "dev-0123456789ab", b"two", commit="c" * 40))
     assert s3registry.lookup(store, "dev-0123456789ab")["commit"] == "c" * 40 == replaced["commit"]
+
+
+def test_files_already_in_the_store_are_checked_not_sent_again_and_a_damaged_one_is_never_trusted(
+    server: S3Server, tmp_path: Path
+) -> None:
+    store = s3registry.parse(server.registry(server.bucket("images")))
+    payload = os.urandom(256 * 1024)
+    s3registry.push(store, staging(tmp_path, "dev-0123456789ab", payload))
+    messages: list[str] = []
+    s3registry.push(store, staging(tmp_path, "release-0.1.0", payload), messages.append)
+    # The release's image has the development build's bytes: the store holds them, checked, not sent again.
+    assert "img-release-0.1.0.qcow2: present" in messages, messages
+    digest = s3registry.lookup(store, "release-0.1.0", "qcow2")["formats"]["qcow2"]["sha256"]
+    server.client().put_object(Bucket="images", Key=f"images/blobs/sha256/{digest}", Body=os.urandom(len(payload)))
+    with pytest.raises(FactoryError, match="does not hold its published bytes"):
+        s3registry.lookup(store, "release-0.1.0", "qcow2")
+    with pytest.raises(FactoryError, match=r"holds other bytes than .* a published object is never overwritten"):
+        s3registry.push(store, staging(tmp_path, "release-0.2.0", payload))
+    assert s3registry.versions(store) == ["dev-0123456789ab", "release-0.1.0"], "0.2.0 was not published"
+
+
+def test_a_conditional_write_lets_exactly_one_writer_create_a_key(server: S3Server) -> None:
+    """What two builders racing on one version rely on, without the timing: the second
+    If-None-Match write of a key loses, and a stale If-Match loses too."""
+    store = s3registry.parse(server.registry(server.bucket("images")))
+    s3 = s3registry.client(store)
+    assert s3registry._put_json(s3, store, "images/versions/x.json", {"n": 1}, False, IfNoneMatch="*")
+    assert not s3registry._put_json(s3, store, "images/versions/x.json", {"n": 2}, False, IfNoneMatch="*")
+    etag = s3.head_object(Bucket="images", Key="images/versions/x.json")["ETag"]
+    assert s3registry._put_json(s3, store, "images/versions/x.json", {"n": 3}, False, IfMatch=etag)
+    assert not s3registry._put_json(s3, store, "images/versions/x.json", {"n": 4}, False, IfMatch=etag)
+    assert json.loads(s3.get_object(Bucket="images", Key="images/versions/x.json")["Body"].read()) == {"n": 3}
 
 
 def test_a_changed_object_fails_the_download_and_nothing_is_kept(server: S3Server, tmp_path: Path) -> None:
@@ -147,7 +189,7 @@ def test_two_builders_publishing_one_version_one_wins_and_the_other_verifies_or_
     builders = [push_process(server, registry, folder) for folder in same]
     outcomes = [(b.wait(timeout=120), b.stderr.read() if b.stderr else "") for b in builders]
     assert [code for code, _ in outcomes] == [0, 0], outcomes
-    assert sum("published release-0.1.0 in" in err for _, err in outcomes) <= 1, "one wins; the other verifies"
+    assert sum("published release-0.1.0 in" in err for _, err in outcomes) == 1, "one wins; the other verifies"
 
     different = [staging(tmp_path, "release-0.2.0", os.urandom(1024), commit=c * 40) for c in "de"]
     builders = [push_process(server, registry, folder) for folder in different]
@@ -159,7 +201,7 @@ def test_two_builders_publishing_one_version_one_wins_and_the_other_verifies_or_
     # object, or as the failed conditional write of its own.
     last = loser.strip().splitlines()[-1]
     assert re.search(
-        r"release-0\.2\.0 (was published to .* before with other content|is already published in .* other content)"
+        r"release-0\.2\.0 (was published to .* before from commit .* with other content|is already published in .* other content)"
         r"|another builder published release-0\.2\.0 .* with other content",
         last,
     ), loser

@@ -121,6 +121,7 @@ def test_the_local_stack_publishes_the_working_tree_with_absolute_paths(project:
     def check(images: dict[str, dict]) -> None:
         (version, entry), *_ = images.items()
         assert version.startswith("dev-") and len(images) == 1
+        assert "shared" not in entry and not [n for n in RESOURCES if n.endswith("-push")], "no shared registry"
         assert entry["formats"]["qcow2"]["path"] == str(
             project / f".state/registry/{version}/debian-12-{version}.qcow2"
         )

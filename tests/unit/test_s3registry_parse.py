@@ -44,13 +44,19 @@ def test_a_bare_bucket_uses_aws_defaults() -> None:
     [
         ("file:///tmp/x", "is not an S3 registry"),
         ("s3:///prefix", "is not an S3 registry"),
-        ("s3://b?endpont=http://x", "unknown option(s) endpont"),
-        ("s3://b?endpoint=127.0.0.1:9000", "is not an http(s) URL"),
-        ("s3://b?pathStyle=yes", "pathStyle 'yes' is not true or false"),
-        ("s3://b?objectLock=strict", "objectLock 'strict' is not none, governance or compliance"),
-        ("s3://b?objectLock=governance", "retentionDays '0' is not accepted"),
-        ("s3://b?objectLock=governance&retentionDays=-1", "retentionDays '-1' is not accepted"),
-        ("s3://b?region=a&region=b", "gives region more than once"),
+        ("s3://bkt?endpont=http://x", "unknown option(s) endpont"),
+        ("s3://bkt?endpoint=127.0.0.1:9000", "is not an http(s) URL"),
+        ("s3://bkt?pathStyle=yes", "pathStyle 'yes' is not true or false"),
+        ("s3://bkt?objectLock=strict", "objectLock 'strict' is not none, governance or compliance"),
+        ("s3://bkt?objectLock=governance", "retentionDays '0' is not accepted"),
+        ("s3://bkt?objectLock=governance&retentionDays=-1", "retentionDays '-1' is not accepted"),
+        ("s3://bkt?region=ab&region=cd", "gives region more than once"),
+        ("s3://KEY:SECRET@bkt", "holds credentials before its bucket"),
+        ("s3://Images_Bucket", "is not an S3 bucket name"),
+        ("s3://ab", "is not an S3 bucket name"),
+        ("s3://bkt?endpoint=http://", "is not an http(s) URL"),
+        ("s3://bkt?region=eu%20west", "region 'eu west' is not a region name"),
+        ("s3://bkt?retentionDays=30", "retentionDays is only for objectLock"),
     ],
 )
 def test_a_bad_setting_is_named_with_what_is_accepted(url: str, named: str) -> None:
@@ -58,9 +64,27 @@ def test_a_bad_setting_is_named_with_what_is_accepted(url: str, named: str) -> N
         s3registry.parse(url)
     assert named in str(caught.value)
     assert "imagefactory:registry" in str(caught.value)
+    assert ":SECRET@" not in str(caught.value) and "\n" not in str(caught.value)
 
 
 def test_the_composite_checksum_is_the_digest_of_the_part_digests() -> None:
     parts = [hashlib.sha256(b"a").hexdigest(), hashlib.sha256(b"b").hexdigest()]
     expected = hashlib.sha256(hashlib.sha256(b"a").digest() + hashlib.sha256(b"b").digest()).digest()
     assert s3registry.composite(parts) == base64.b64encode(expected).decode() + "-2"
+
+
+def test_a_bad_endpoint_is_one_line_when_the_client_is_made() -> None:
+    store = s3registry.Store(bucket="bkt", prefix="", endpoint="http://[::1")
+    with pytest.raises(FactoryError) as caught:
+        s3registry.client(store)
+    assert "the registry s3://bkt at http://[::1" in str(caught.value) and "\n" not in str(caught.value)
+
+
+def test_a_pre_signed_url_lives_at_most_seven_days() -> None:
+    with pytest.raises(FactoryError, match="--presign 604801 is not accepted"):
+        s3registry.lookup(s3registry.parse("s3://bkt"), "release-0.1.0", presign=7 * 24 * 3600 + 1)
+
+
+def test_uploads_end_with_the_sums_then_the_manifest() -> None:
+    names = ["manifest.json", "SHA256SUMS", "x.raw", "packages.tsv", "x.qcow2"]
+    assert s3registry.upload_order(names) == ["packages.tsv", "x.qcow2", "x.raw", "SHA256SUMS", "manifest.json"]
