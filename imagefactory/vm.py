@@ -119,6 +119,12 @@ class Guest:
             f"user,id=net0,hostfwd=tcp:127.0.0.1:{self.port}-:22",
             "-device",
             "virtio-net-pci,netdev=net0",
+            # A host-fed RNG: without it the guest's first /dev/urandom read can spin for minutes
+            # under TCG (a cloud-init stuck in the kernel's jitter-entropy loop).
+            "-object",
+            "rng-random,id=rng0,filename=/dev/urandom",
+            "-device",
+            "virtio-rng-pci,rng=rng0",
             "-serial",
             f"file:{self.folder / 'serial.log'}",
             "-pidfile",

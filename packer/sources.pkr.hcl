@@ -20,7 +20,13 @@ source "qemu" "local" {
   efi_boot          = true
   efi_firmware_code = var.ovmf_code
   efi_firmware_vars = var.ovmf_vars
-  qemuargs          = [["-serial", "file:${var.serial_log}"]]
+  # A virtio RNG fed by the host: without one, the guest kernel's first read of /dev/urandom can
+  # spin for minutes under TCG waiting for jitter entropy (seen: cloud-init stuck 20 min).
+  qemuargs = [
+    ["-serial", "file:${var.serial_log}"],
+    ["-object", "rng-random,id=rng0,filename=/dev/urandom"],
+    ["-device", "virtio-rng-pci,rng=rng0"],
+  ]
 
   cd_label = "cidata"
   cd_content = {
