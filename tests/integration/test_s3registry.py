@@ -258,6 +258,15 @@ def test_object_lock_is_applied_and_a_bucket_without_it_is_refused(server: S3Ser
     with pytest.raises(ClientError):  # the store itself refuses: no one can delete a locked release
         client.delete_object(Bucket="locked", Key=f"images/blobs/sha256/{item['sha256']}", VersionId=head["VersionId"])
 
+    # A file the store already held unlocked (a development build with the same bytes) gets the
+    # release's lock when the release finds it there.
+    shared = os.urandom(4096)
+    s3registry.push(locked, staging(tmp_path, "dev-0123456789ab", shared))
+    digest = s3registry.lookup(locked, "dev-0123456789ab", "qcow2")["formats"]["qcow2"]["sha256"]
+    assert "ObjectLockMode" not in client.head_object(Bucket="locked", Key=f"images/blobs/sha256/{digest}")
+    s3registry.push(locked, staging(tmp_path, "release-0.2.0", shared))
+    assert client.head_object(Bucket="locked", Key=f"images/blobs/sha256/{digest}")["ObjectLockMode"] == "COMPLIANCE"
+
     unlocked = s3registry.parse(server.registry(server.bucket("plain"), objectLock="governance", retentionDays="7"))
     with pytest.raises(FactoryError, match="asks for Object Lock \\(governance\\), but bucket 'plain'"):
         s3registry.push(unlocked, staging(tmp_path, "release-0.1.0", b"kept"))

@@ -60,3 +60,21 @@ def test_the_git_filter_keeps_a_new_salt_out_of_git(tmp_path: Path) -> None:
     git(repo, "commit", "-q", "--allow-empty", "-m", "after init")
     assert "encryptionsalt" not in git(repo, "show", "HEAD:stacks/Pulumi.local.yaml")
     assert SALT in stack_file.read_text(), "the user's own copy keeps its salt"
+
+
+def test_make_lookup_and_fetch_read_the_stacks_shared_registry(tmp_path: Path) -> None:
+    """tools/stack.sh registry <stack>: what `make lookup`/`make fetch` use when REGISTRY is unset."""
+    from tests.helpers import copy_project
+
+    project = copy_project(tmp_path / "project")
+    script = project / "tools" / "stack.sh"
+
+    def registry(stack: str) -> str:
+        return subprocess.run([str(script), "registry", stack], capture_output=True, text=True, check=True).stdout
+
+    assert registry("local") == "\n", "the embedded default has no shared registry"
+    stack_file = project / "stacks" / "Pulumi.local.yaml"
+    url = "s3://images/team?endpoint=http://127.0.0.1:9000&pathStyle=true"
+    stack_file.write_text(stack_file.read_text() + f"  imagefactory:registry: {url}\n")
+    assert registry("local") == url + "\n"
+    assert registry("no-such-stack") == "\n"
