@@ -101,3 +101,4 @@ reproducible: setup
 bench: setup
 	@$(ENV); python -m bench.stages
 	@$(ENV); python -m bench.release_vs_baseline
+	@$(ENV); python -m bench.s3_upload
