@@ -208,6 +208,71 @@ def test_a_second_release_with_nothing_changed_rebuilds_nothing(released: Projec
     assert released.outputs() == before
 
 
+def test_the_release_and_the_app_run_with_their_state_and_registry_in_s3(
+    released: Project, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A team moves to object storage: the stack's state is copied into a bucket (the file backend's
+    tree is the S3 backend's layout), the registry is set to another bucket with Object Lock, and
+    `pulumi up` against the S3 backend publishes the version there, building nothing. The example
+    application, on the same S3 backend, finds the version through its StackReference and boots it."""
+    from imagefactory import s3registry
+    from tests.helpers import pulumi
+    from tests.s3server import S3Server
+
+    version, image = only_version(released)
+    server = S3Server(tmp_path / "server")
+    registry = server.registry("images", "team")  # Object Lock: tests/integration/test_s3registry.py
+    stack_file = released.path / "stacks" / "Pulumi.local.yaml"
+    original_stack_file = stack_file.read_text()
+    app_dir = released.path / "examples" / "app"
+    env = {
+        **released.env,
+        **server.env,
+        "PULUMI_BACKEND_URL": f"s3://state/pulumi?endpoint={server.endpoint}&region=us-east-1&use_path_style=true",
+        "AWS_RESPONSE_CHECKSUM_VALIDATION": "when_required",
+    }
+    try:
+        server.start()
+        server.bucket("state")
+        server.bucket("images")
+        client = server.client()
+        state = Path(released.env["PULUMI_BACKEND_URL"].removeprefix("file://"))
+        for path in sorted(p for p in state.rglob("*") if p.is_file()):
+            client.upload_file(str(path), "state", f"pulumi/{path.relative_to(state)}")
+
+        on_s3 = Project(released.path, env)
+        on_s3.config("registry", registry)
+        result = on_s3.pulumi("up", "--yes", "--skip-preview")
+        summary = result.stdout.split("Resources:")[-1]
+        assert "1 created" in summary and "replaced" not in summary and "deleted" not in summary, result.stdout[-3000:]
+        shared = on_s3.outputs()["images"][version]["shared"]
+        assert shared["registry"] == "s3://images/team"
+        assert {fmt: item["sha256"] for fmt, item in shared["formats"].items()} == {
+            fmt: item["sha256"] for fmt, item in image["formats"].items()
+        }
+        store = s3registry.parse(registry)
+        for key, value in server.env.items():
+            monkeypatch.setenv(key, value)  # the lookup below runs in this process
+        found = s3registry.lookup(store, version, "qcow2")  # every file checked against the store's checksums
+        assert found["formats"]["qcow2"]["url"] == shared["formats"]["qcow2"]["url"]
+        # Nothing to push again: a second `pulumi up` on the S3 backend changes nothing.
+        on_s3.pulumi("preview", "--expect-no-changes")
+
+        pulumi(app_dir, "stack", "init", "shared", "--secrets-provider", "passphrase", env=env)
+        for key, value in (("imageVersion", version), ("stateDir", str(tmp_path / "vms"))):
+            pulumi(app_dir, "config", "set", key, value, "--stack", "shared", env=env)
+        pulumi(app_dir, "up", "--yes", "--skip-preview", "--stack", "shared", env=env)
+        launched = json.loads(pulumi(app_dir, "stack", "output", "--json", "--stack", "shared", env=env).stdout)
+        assert launched["launch"]["reported_version"] == version
+    finally:
+        if server.process is not None:
+            pulumi(app_dir, "destroy", "--yes", "--stack", "shared", env=env, check=False)
+            pulumi(app_dir, "stack", "rm", "--yes", "--force", "shared", env=env, check=False)
+        stack_file.write_text(original_stack_file)  # the file backend's stack, as it was
+        server.stop()
+    assert released.pulumi("preview", "--expect-no-changes").returncode == 0, "the file backend's stack is unchanged"
+
+
 def test_changing_one_ansible_task_rebuilds(released: Project) -> None:
     version, _ = only_version(released)
     task = released.path / "ansible" / "roles" / "baseline" / "tasks" / "packages.yml"
