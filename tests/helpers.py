@@ -132,7 +132,7 @@ def fake_step_result(name: str, inputs: dict[str, Any]) -> dict[str, Any]:
             "published_at": "2026-01-01T00:00:00Z",
             "formats": {
                 fmt: {
-                    "file": Path(item["path"]).name,
+                    "file": Path(str(item["path"])).name,
                     "sha256": item["sha256"],
                     "bytes": item["bytes"],
                     "url": f"{env.get('SHARED_REGISTRY', '').split('?')[0]}/blobs/sha256/{item['sha256']}",
