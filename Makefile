@@ -48,7 +48,7 @@ lookup: setup
 	@$(ENV); registry=$${REGISTRY:-$$(tools/stack.sh registry $(STACK))}; \
 	  if [[ $$registry == s3://* ]]; then \
 	    python -m imagefactory.s3registry lookup --registry "$$registry" --version "$(VERSION)" \
-	      $(if $(FORMAT),--format "$(FORMAT)") $(if $(PRESIGN),--presign "$(PRESIGN)"); \
+	      $(if $(FORMAT),--format "$(FORMAT)") $(if $(PRESIGN),--presign "$(PRESIGN)") $(if $(ALLOW_REVOKED),--allow-revoked); \
 	  else \
 	    python -m imagefactory.registry lookup --registry .state/registry --version "$(VERSION)" \
 	      $(if $(FORMAT),--format "$(FORMAT)"); \

@@ -403,10 +403,15 @@ class Pipeline:
         """The published version, pushed to the shared S3 registry (imagefactory.s3registry); its
         entry gains `shared`: the object of each format. A release's push is protected like it."""
         released = version.is_release
+        inputs: dict[str, Any] = {"registry": self.settings.shared_registry, "folder": entry.apply(lambda e: e["dir"])}
+        # `make revoke` reaches the store with the next `pulumi up`, as it reaches the clouds.
+        revoked = registry.revocation(Path(self.settings.registry_dir), version.name)
+        if revoked:
+            inputs["revocation"] = json.dumps({"at": revoked["at"], "reason": revoked["reason"]}, sort_keys=True)
         push = python_step(
             f"{version.name}-push",
             PushRequest,
-            {"registry": self.settings.shared_registry, "folder": entry.apply(lambda e: e["dir"])},
+            inputs,
             triggers=[version.name, entry.apply(lambda e: {f: i["sha256"] for f, i in sorted(e["formats"].items())})],
             opts=pulumi.ResourceOptions.merge(
                 published, pulumi.ResourceOptions(protect=released, retain_on_delete=released)

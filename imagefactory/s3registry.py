@@ -10,6 +10,8 @@ Layout under s3://bucket/prefix/:
                                     its SHA256SUMS. Written last, with If-None-Match: *. A version is
                                     visible only when this object exists, so an interrupted publish
                                     leaves nothing visible and the next run finishes it.
+    revocations/<version>.json      a revoked version: when and why (make revoke, carried by the next
+                                    `pulumi up`); lookups and downloads refuse it
     ledger/<version>/<content>.json append-only: every content ever published under a version name
                                     (created with If-None-Match, never deleted). A release is refused
                                     when the ledger holds another content for it, even after its
@@ -530,8 +532,34 @@ def upload_order(names: list[str]) -> list[str]:
     return sorted(names, key=lambda name: (last.get(name, 0), name))
 
 
-def push(store: Store, folder: Path, log: Any = None) -> dict:
-    """Publish one locally published version folder to the store; return its remote entry."""
+def push(store: Store, folder: Path, log: Any = None, revocation: str | None = None) -> dict:
+    """Publish one locally published version folder to the store (and its revocation, once it is
+    revoked); return its remote entry."""
+    published = _publish(store, folder, log)
+    if revocation:
+        record = json.loads(revocation)
+        s3 = client(store)
+        key = store.key("revocations", f"{published['version']}.json")
+        if _put_json(s3, store, key, {"version": published["version"], **record}, False, IfNoneMatch="*"):
+            print(f"s3registry: {published['version']} is revoked in {store.url}: {record['reason']}", file=sys.stderr)
+    return published
+
+
+def revoked(store: Store, version: str, s3: Any = None) -> dict | None:
+    found = _get_json(s3 or client(store), store, store.key("revocations", f"{version}.json"))
+    return found[0] if found else None
+
+
+def _check_not_revoked(store: Store, version: str, s3: Any, allow: bool) -> None:
+    record = revoked(store, version, s3)
+    if record and not allow:
+        raise FactoryError(
+            f"{version} is revoked since {record.get('at', '?')}: {record.get('reason', '?')}; it must never be "
+            "launched again (--allow-revoked reads it anyway)"
+        )
+
+
+def _publish(store: Store, folder: Path, log: Any = None) -> dict:
     from imagefactory.registry import is_dev
 
     log = log or (lambda message: print(f"s3registry: {message}", file=sys.stderr))
@@ -674,13 +702,14 @@ def document_of(store: Store, version: str, s3: Any = None) -> dict:
     return _checked(store, key, found[0])
 
 
-def lookup(store: Store, version: str, fmt: str | None = None, presign: int = 0) -> dict:
+def lookup(store: Store, version: str, fmt: str | None = None, presign: int = 0, allow_revoked: bool = False) -> dict:
     if not 0 <= presign <= PRESIGN_MAX:
         raise FactoryError(
             f"--presign {presign} is not accepted: seconds from 1 to {PRESIGN_MAX} (7 days), or 0 for none"
         )
     s3 = client(store)
     document = document_of(store, version, s3)
+    _check_not_revoked(store, version, s3, allow_revoked)
     formats = document["manifest"]["formats"]
     if fmt is not None and fmt not in formats:
         raise FactoryError(f"{version} has no {fmt} image; it has: {', '.join(sorted(formats))}")
@@ -688,11 +717,12 @@ def lookup(store: Store, version: str, fmt: str | None = None, presign: int = 0)
     return entry(store, document, s3, presign)
 
 
-def fetch(store: Store, version: str, fmt: str, dest: Path) -> Path:
+def fetch(store: Store, version: str, fmt: str, dest: Path, allow_revoked: bool = False) -> Path:
     """Download one format of a version into dest, checked against its SHA-256 on the way; written
     under a temporary name and renamed, so a failed download leaves nothing."""
     s3 = client(store)
     document = document_of(store, version, s3)
+    _check_not_revoked(store, version, s3, allow_revoked)
     formats = document["manifest"]["formats"]
     if fmt not in formats:
         raise FactoryError(f"{version} has no {fmt} image; it has: {', '.join(sorted(formats))}")
@@ -739,6 +769,7 @@ def main(argv: list[str] | None = None) -> int:
         if name in ("lookup", "fetch"):
             cmd.add_argument("--version", required=True)
             cmd.add_argument("--format", required=name == "fetch")
+            cmd.add_argument("--allow-revoked", action="store_true", help="read a revoked version anyway")
     sub.choices["lookup"].add_argument("--presign", type=int, default=0, help="seconds a pre-signed URL lives")
     sub.choices["fetch"].add_argument("--dest", type=Path, default=Path("."))
     args = parser.parse_args(argv)
@@ -746,7 +777,8 @@ def main(argv: list[str] | None = None) -> int:
     def work() -> object:
         store = parse(args.registry, "--registry")
         if args.command == "push":
-            return push(store, args.folder)
+            request = PushRequest.from_namespace(args, os.environ)
+            return push(store, request.folder, revocation=request.revocation)
         if args.command == "check":
             check(store)
             print(f"{store.where}: reachable{', Object Lock enabled' if store.lock_mode else ''}", file=sys.stderr)
@@ -755,10 +787,10 @@ def main(argv: list[str] | None = None) -> int:
             print("\n".join(versions(store)))
             return None
         if args.command == "fetch":
-            path = fetch(store, args.version, args.format, args.dest)
+            path = fetch(store, args.version, args.format, args.dest, args.allow_revoked)
             print(path.absolute())
             return None
-        found = lookup(store, args.version, args.format, args.presign)
+        found = lookup(store, args.version, args.format, args.presign, args.allow_revoked)
         print(json.dumps(found["formats"][args.format] if args.format else found, indent=2))
         return None
 

@@ -360,6 +360,12 @@ class PushRequest(Request):
     MODULE = "s3registry push"
     registry: str = arg("SHARED_REGISTRY", doc="s3://bucket/prefix?endpoint=…: the shared registry")
     folder: Path = arg("VERSION_DIR", doc="the version's published folder in this machine's registry")
+    revocation: str | None = arg(
+        "REVOCATION",
+        cli=False,
+        default=None,
+        doc='JSON {"at": …, "reason": …} once the version is revoked (make revoke): carried to the store',
+    )
 
 
 class SharedFile(TypedDict):

@@ -157,6 +157,35 @@ def test_a_conditional_write_lets_exactly_one_writer_create_a_key(server: S3Serv
     assert json.loads(s3.get_object(Bucket="images", Key="images/versions/x.json")["Body"].read()) == {"n": 3}
 
 
+def test_a_revocation_reaches_the_store_and_lookups_there_refuse_the_version(server: S3Server, tmp_path: Path) -> None:
+    """`make revoke`, then the next `pulumi up` re-runs the push with the revocation (the step's
+    REVOCATION input, as the program sets it): the store's lookups and downloads refuse it."""
+    registry = server.registry(server.bucket("images"))
+    folder = staging(tmp_path, "release-0.1.0", b"bad image")
+    assert push_process(server, registry, folder).wait(timeout=120) == 0
+    revocation = json.dumps({"at": "2026-11-28T10:00:00Z", "reason": "CVE-2026-0001 in openssh"})
+    again = subprocess.run(
+        [sys.executable, "-m", "imagefactory.s3registry", "push", "--registry", registry, "--folder", str(folder)],
+        cwd=ROOT,
+        env={**os.environ, **server.env, "PYTHONPATH": str(ROOT), "REVOCATION": revocation},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert again.returncode == 0, again.stderr
+    assert "release-0.1.0 is revoked in s3://images/images: CVE-2026-0001 in openssh" in again.stderr
+    store = s3registry.parse(registry)
+    expected = "release-0.1.0 is revoked since 2026-11-28T10:00:00Z: CVE-2026-0001 in openssh"
+    with pytest.raises(FactoryError, match=re.escape(expected)):
+        s3registry.lookup(store, "release-0.1.0", "qcow2")
+    with pytest.raises(FactoryError, match=re.escape(expected)):
+        s3registry.fetch(store, "release-0.1.0", "qcow2", tmp_path / "download")
+    assert not (tmp_path / "download").exists() or list((tmp_path / "download").iterdir()) == []
+    assert s3registry.lookup(store, "release-0.1.0", "qcow2", allow_revoked=True)["version"] == "release-0.1.0"
+    refused = cli(server, "lookup", "--registry", registry, "--version", "release-0.1.0")
+    assert refused.returncode == 1 and expected in refused.stderr and "Traceback" not in refused.stderr
+
+
 def test_a_changed_object_fails_the_download_and_nothing_is_kept(server: S3Server, tmp_path: Path) -> None:
     store = s3registry.parse(server.registry(server.bucket("images")))
     item = s3registry.push(store, staging(tmp_path, "release-0.1.0", b"the real image"))["formats"]["qcow2"]

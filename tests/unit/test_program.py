@@ -162,6 +162,37 @@ def test_a_shared_registry_is_checked_first_and_every_version_is_pushed_to_it(
     return images_of(program).apply(check)
 
 
+def test_a_revocation_is_carried_to_the_shared_registry_by_the_next_up(
+    project: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from imagefactory import channels, s3registry
+
+    monkeypatch.setattr(s3registry, "check", lambda store: None)
+    registry = tmp_path / "registry"
+    registry.mkdir()
+    commit = subprocess.run(
+        ["git", "-C", str(project), "rev-parse", "release-0.1.0^{commit}"], capture_output=True, text=True, check=True
+    ).stdout.strip()
+    (registry / "index.json").write_text(json.dumps({"versions": {"release-0.1.0": {"commit": commit}}}))
+    config = stack_config(
+        "local", registry=SHARED, releases=["release-0.1.0"], buildWorkingTree=False, registryDir=str(registry)
+    )
+
+    def push_environment() -> dict[str, str]:
+        RESOURCES.clear()
+
+        @pulumi.runtime.test
+        def run():  # type: ignore[no-untyped-def]  # a Pulumi test returns an Output
+            return images_of(run_program(project, config))
+
+        run()
+        return RESOURCES["release-0.1.0-push"]["inputs"]["environment"]
+
+    assert "REVOCATION" not in push_environment(), "an unrevoked version's push inputs never change"
+    channels.revoke(registry, "release-0.1.0", "CVE-2026-0001", at="2026-11-28T10:00:00Z", by="t")
+    assert json.loads(push_environment()["REVOCATION"]) == {"at": "2026-11-28T10:00:00Z", "reason": "CVE-2026-0001"}
+
+
 def test_a_shared_registry_with_a_native_cloud_build_is_refused(project: Path) -> None:
     with pytest.raises(pulumi.RunError, match="a native cloud build publishes no files to share"):
         run_program(
