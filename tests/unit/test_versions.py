@@ -1,5 +1,6 @@
 """Versions: release tags are strict semver; dev builds can never take a release name."""
 
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -68,6 +69,20 @@ def test_a_dirty_tree_is_marked_dirty_and_never_takes_the_tag_at_head(repo: Path
     version = versions.resolve(repo)
     assert version.name.endswith("-dirty")
     assert not version.is_release
+
+
+def test_launching_the_example_app_does_not_make_the_tree_dirty(repo: Path) -> None:
+    """README: `pulumi stack init dev` and `pulumi up` in examples/app write its stack file and its
+    VMs' folder; with the project's .gitignore the image project's version stays the same."""
+    shutil.copyfile(Path(__file__).resolve().parents[2] / ".gitignore", repo / ".gitignore")
+    git(repo, "add", ".gitignore")
+    git(repo, "commit", "-q", "-m", "ignore")
+    clean = versions.resolve(repo).name
+    app = repo / "examples" / "app"
+    (app / ".state" / "vms" / "app-x").mkdir(parents=True)
+    (app / ".state" / "vms" / "app-x" / "disk.qcow2").write_text("vm\n")
+    (app / "Pulumi.dev.yaml").write_text("config:\n  app:imageVersion: release-0.1.0\n")
+    assert versions.resolve(repo).name == clean and not clean.endswith("-dirty")
 
 
 def test_stack_files_do_not_make_the_tree_dirty(repo: Path) -> None:
