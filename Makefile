@@ -51,13 +51,14 @@ lookup: setup
 	      $(if $(FORMAT),--format "$(FORMAT)") $(if $(PRESIGN),--presign "$(PRESIGN)") $(if $(ALLOW_REVOKED),--allow-revoked); \
 	  else \
 	    python -m imagefactory.registry lookup --registry .state/registry --version "$(VERSION)" \
-	      $(if $(FORMAT),--format "$(FORMAT)"); \
+	      $(if $(FORMAT),--format "$(FORMAT)") $(if $(ALLOW_REVOKED),--allow-revoked); \
 	  fi
 
 ## fetch: download one file of a version from the shared S3 registry and verify it, e.g. make fetch VERSION=release-0.1.0 FORMAT=qcow2 [DEST=dir, default .state/downloads]
 fetch: setup
 	@$(ENV); python -m imagefactory.s3registry fetch --registry "$${REGISTRY:-$$(tools/stack.sh registry $(STACK))}" \
-	  --version "$(VERSION)" --format "$(FORMAT)" --dest "$(or $(DEST),.state/downloads)"
+	  --version "$(VERSION)" --format "$(FORMAT)" --dest "$(or $(DEST),.state/downloads)" \
+	  $(if $(ALLOW_REVOKED),--allow-revoked)
 
 ## ancestry: print and verify the chain of custody of a version, e.g. make ancestry VERSION=release-0.1.0
 ancestry: setup

@@ -184,6 +184,11 @@ def test_a_revocation_reaches_the_store_and_lookups_there_refuse_the_version(ser
     assert s3registry.lookup(store, "release-0.1.0", "qcow2", allow_revoked=True)["version"] == "release-0.1.0"
     refused = cli(server, "lookup", "--registry", registry, "--version", "release-0.1.0")
     assert refused.returncode == 1 and expected in refused.stderr and "Traceback" not in refused.stderr
+    make = {**os.environ, **server.env, "REGISTRY": registry}
+    fetch = ["make", "-s", "fetch", "VERSION=release-0.1.0", "FORMAT=qcow2", f"DEST={tmp_path / 'make'}"]
+    assert subprocess.run(fetch, cwd=ROOT, env=make, capture_output=True, text=True).returncode != 0
+    subprocess.run([*fetch, "ALLOW_REVOKED=1"], cwd=ROOT, env=make, capture_output=True, text=True, check=True)
+    assert (tmp_path / "make" / "img-release-0.1.0.qcow2").read_bytes() == b"bad image"
 
 
 def test_a_changed_object_fails_the_download_and_nothing_is_kept(server: S3Server, tmp_path: Path) -> None:
