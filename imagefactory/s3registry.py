@@ -708,25 +708,27 @@ def lookup(store: Store, version: str, fmt: str | None = None, presign: int = 0,
             f"--presign {presign} is not accepted: seconds from 1 to {PRESIGN_MAX} (7 days), or 0 for none"
         )
     s3 = client(store)
+    document = _launchable(store, version, fmt, s3, allow_revoked)
+    _verify_remote(s3, store, document)
+    return entry(store, document, s3, presign)
+
+
+def _launchable(store: Store, version: str, fmt: str | None, s3: Any, allow_revoked: bool) -> dict:
+    """The version object of a published, unrevoked version that has `fmt` (when given)."""
     document = document_of(store, version, s3)
     _check_not_revoked(store, version, s3, allow_revoked)
     formats = document["manifest"]["formats"]
     if fmt is not None and fmt not in formats:
         raise FactoryError(f"{version} has no {fmt} image; it has: {', '.join(sorted(formats))}")
-    _verify_remote(s3, store, document)
-    return entry(store, document, s3, presign)
+    return document
 
 
 def fetch(store: Store, version: str, fmt: str, dest: Path, allow_revoked: bool = False) -> Path:
     """Download one format of a version into dest, checked against its SHA-256 on the way; written
     under a temporary name and renamed, so a failed download leaves nothing."""
     s3 = client(store)
-    document = document_of(store, version, s3)
-    _check_not_revoked(store, version, s3, allow_revoked)
-    formats = document["manifest"]["formats"]
-    if fmt not in formats:
-        raise FactoryError(f"{version} has no {fmt} image; it has: {', '.join(sorted(formats))}")
-    item = formats[fmt]
+    document = _launchable(store, version, fmt, s3, allow_revoked)
+    item = document["manifest"]["formats"][fmt]
     sums = parse_sums(document["sums"])
     if sums.get(item["file"], ("", ""))[1] != item["sha256"]:
         raise FactoryError(f"{version}: SHA256SUMS and the manifest disagree on {item['file']}")

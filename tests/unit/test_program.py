@@ -132,6 +132,17 @@ def test_the_local_stack_publishes_the_working_tree_with_absolute_paths(project:
     return images_of(program).apply(check)
 
 
+def registry_with_release(project: Path, tmp_path: Path) -> Path:
+    """A registry whose index holds release-0.1.0 at its tag's commit (what make revoke needs)."""
+    registry = tmp_path / "registry"
+    registry.mkdir()
+    commit = subprocess.run(
+        ["git", "-C", str(project), "rev-parse", "release-0.1.0^{commit}"], capture_output=True, text=True, check=True
+    ).stdout.strip()
+    (registry / "index.json").write_text(json.dumps({"versions": {"release-0.1.0": {"commit": commit}}}))
+    return registry
+
+
 SHARED = "s3://images/team?endpoint=http://127.0.0.1:1&pathStyle=true"
 
 
@@ -168,12 +179,7 @@ def test_a_revocation_is_carried_to_the_shared_registry_by_the_next_up(
     from imagefactory import channels, s3registry
 
     monkeypatch.setattr(s3registry, "check", lambda store: None)
-    registry = tmp_path / "registry"
-    registry.mkdir()
-    commit = subprocess.run(
-        ["git", "-C", str(project), "rev-parse", "release-0.1.0^{commit}"], capture_output=True, text=True, check=True
-    ).stdout.strip()
-    (registry / "index.json").write_text(json.dumps({"versions": {"release-0.1.0": {"commit": commit}}}))
+    registry = registry_with_release(project, tmp_path)
     config = stack_config(
         "local", registry=SHARED, releases=["release-0.1.0"], buildWorkingTree=False, registryDir=str(registry)
     )
@@ -251,12 +257,7 @@ def test_a_revoked_version_is_tagged_in_both_clouds_and_leaves_azure_latest(
     version is excluded from latest and reaches its end of life at the revocation."""
     from imagefactory import channels
 
-    registry = tmp_path / "registry"
-    registry.mkdir()
-    commit = subprocess.run(
-        ["git", "-C", str(project), "rev-parse", "release-0.1.0^{commit}"], capture_output=True, text=True, check=True
-    ).stdout.strip()
-    (registry / "index.json").write_text(json.dumps({"versions": {"release-0.1.0": {"commit": commit}}}))
+    registry = registry_with_release(project, tmp_path)
     channels.revoke(registry, "release-0.1.0", "CVE-2026-0001", at="2026-11-28T10:00:00Z", by="t")
     config = stack_config(stack, releases=["release-0.1.0"], buildWorkingTree=False, registryDir=str(registry))
 
