@@ -41,6 +41,7 @@ import argparse
 import base64
 import contextlib
 import datetime as dt
+import functools
 import hashlib
 import json
 import os
@@ -307,16 +308,23 @@ def _lock_args(store: Store, release: bool) -> dict[str, Any]:
 
 
 def _parts(path: Path) -> list[tuple[int, int, str]]:
-    """(offset, length, sha256 hex) of each multipart part."""
-    size, parts = path.stat().st_size, []
+    """(offset, length, sha256 hex) of each multipart part; read once per file (the version's
+    checksums and its upload both need them)."""
+    stat = path.stat()
+    return _parts_of(str(path), stat.st_size, stat.st_mtime_ns, PART)
+
+
+@functools.lru_cache(maxsize=32)
+def _parts_of(path: str, size: int, mtime_ns: int, part: int) -> list[tuple[int, int, str]]:
+    parts = []
     with open(path, "rb") as handle:
-        for offset in range(0, size, PART):
-            digest, left = hashlib.sha256(), min(PART, size - offset)
+        for offset in range(0, size, part):
+            digest, left = hashlib.sha256(), min(part, size - offset)
             while left:
                 chunk = handle.read(min(CHUNK, left))
                 digest.update(chunk)
                 left -= len(chunk)
-            parts.append((offset, min(PART, size - offset), digest.hexdigest()))
+            parts.append((offset, min(part, size - offset), digest.hexdigest()))
     return parts
 
 
