@@ -26,7 +26,8 @@ from imagefactory.lookup import REVOKED_TAG, find_ami
 def client(region: str, endpoint_url: str | None):
     import boto3
 
-    return boto3.client("ec2", region_name=region, endpoint_url=endpoint_url)
+    # A new session reads the credentials now (boto3's default session keeps the first it found)
+    return boto3.session.Session().client("ec2", region_name=region, endpoint_url=endpoint_url)
 
 
 def list_versions(ec2, owner: str) -> list[dict[str, Any]]:

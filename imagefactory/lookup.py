@@ -41,7 +41,8 @@ def find_ami(client, version: str, owner: str, allow_revoked: bool = False) -> s
 def aws_client(region: str, endpoint_url: str | None):
     import boto3
 
-    return boto3.client("ec2", region_name=region, endpoint_url=endpoint_url)
+    # A new session reads the credentials now (boto3's default session keeps the first it found)
+    return boto3.session.Session().client("ec2", region_name=region, endpoint_url=endpoint_url)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -170,7 +170,10 @@ def client(store: Store) -> Any:
         response_checksum_validation="when_required",
     )
     try:
-        return boto3.client("s3", endpoint_url=store.endpoint or None, region_name=store.region, config=config)
+        # A new session reads the credentials now: boto3's default session keeps the first it
+        # found, which would send one store's keys to another.
+        session = boto3.session.Session()
+        return session.client("s3", endpoint_url=store.endpoint or None, region_name=store.region, config=config)
     except Exception as exc:  # a bad endpoint or region: one line, never a traceback
         raise explain(store, exc, "connecting") from None
 

@@ -5,7 +5,7 @@ import hashlib
 
 import pytest
 
-from imagefactory import s3registry
+from imagefactory import aws_lifecycle, lookup, s3registry
 from imagefactory.errors import FactoryError
 
 
@@ -88,3 +88,26 @@ def test_a_pre_signed_url_lives_at_most_seven_days() -> None:
 def test_uploads_end_with_the_sums_then_the_manifest() -> None:
     names = ["manifest.json", "SHA256SUMS", "x.raw", "packages.tsv", "x.qcow2"]
     assert s3registry.upload_order(names) == ["packages.tsv", "x.qcow2", "x.raw", "SHA256SUMS", "manifest.json"]
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: s3registry.client(s3registry.parse("s3://images?endpoint=http://127.0.0.1:9&pathStyle=true")),
+        lambda: lookup.aws_client("us-east-1", "http://127.0.0.1:9"),
+        lambda: aws_lifecycle.client("us-east-1", "http://127.0.0.1:9"),
+    ],
+    ids=["s3registry", "lookup", "aws_lifecycle"],
+)
+def test_each_client_takes_the_credentials_of_the_environment_it_is_made_in(make, monkeypatch) -> None:
+    """boto3's default session keeps the first credentials it found: a registry client made after
+    another test (or tool) had used other keys in the same process sent those keys, and the store
+    refused them (403). Each client reads the environment of its own moment."""
+    for key in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_DEFAULT_PROFILE"):
+        monkeypatch.delenv(key, raising=False)
+    credentials = []
+    for key in ("first", "second"):
+        monkeypatch.setenv("AWS_ACCESS_KEY_ID", f"{key}-key")
+        monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", f"{key}-secret")
+        credentials.append(make()._request_signer._credentials.access_key)
+    assert credentials == ["first-key", "second-key"]
