@@ -67,9 +67,7 @@ try:
     chains = stages.plan_chains(ROOT, planned, settings.stages, key, stage_index, pinned)
     for name, chain in chains.items():
         for plan in chain.parents:
-            verb = "builds" if plan.builds else "reuses"
-            where = "" if plan.builds else (" (published)" if plan.published else " (built in this run)")
-            pulumi.log.info(f"{name}: stage {plan.stage.name} {verb} {plan.stage.name} {plan.version}{where}")
+            pulumi.log.info(stages.describe_plan(name, plan))
     for note in stages.outdated_parents(chains, settings.stages[-1].name, stage_index):
         pulumi.log.warn(note)
     pipeline = Pipeline(settings, working_tree_digest=sources.tree_digest(ROOT), chains=chains)

@@ -225,6 +225,17 @@ class StagePlan:
     """True when the registry already holds it."""
 
 
+def describe_plan(version: str, plan: StagePlan) -> str:
+    """One line of a preview: what happens to one parent stage of a planned version."""
+    stage = f"{plan.stage.name} {plan.version}"
+    if plan.builds and plan.published:
+        return f"{version}: stage {stage} is published (built with this version); nothing to build"
+    if plan.builds:
+        return f"{version}: stage {stage} builds"
+    where = "published" if plan.published else "built in this run"
+    return f"{version}: stage {stage} is reused ({where})"
+
+
 def find_published(index: Mapping[str, Any], key: str) -> str | None:
     """The published version of a stage with this key, the oldest first."""
     versions = index.get("versions", {})

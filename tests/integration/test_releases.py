@@ -79,7 +79,7 @@ def two_releases(released: Project, tmp_path_factory: pytest.TempPathFactory) ->
     previewed = project.pulumi("preview", "--diff")
     preview = previewed.stdout + previewed.stderr  # the program's messages go to stderr
     base = only_version(released)[0]
-    assert f"release-0.1.0: stage base reuses base {base} (published)" in preview, preview[-3000:]
+    assert f"release-0.1.0: stage base {base} is reused (published)" in preview, preview[-3000:]
     assert "base-release-0.1.0-packer" not in preview, "the shared base is not built again"
     project.pulumi("up", "--yes", "--skip-preview")
     return project

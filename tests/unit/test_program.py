@@ -381,7 +381,7 @@ def test_a_preview_says_which_stages_build_and_which_parent_is_outdated(
 
         def check(images: dict[str, dict]) -> None:
             version = next(iter(images))
-            assert f"{version}: stage base reuses base release-0.1.0 (published)" in said, said
+            assert f"{version}: stage base release-0.1.0 is reused (published)" in said, said
             assert f"warning: functional {version} is built on base release-0.1.0; base release-0.3.0 is newer" in said
             assert not [name for name in RESOURCES if name.startswith("base-")], "a published base is not rebuilt"
             verify = RESOURCES[f"{version}-parent-verify"]["inputs"]["environment"]

@@ -370,3 +370,23 @@ def test_a_stage_playbook_whose_roles_cannot_be_followed_is_refused(text: str, m
     with pytest.raises(FactoryError, match=re.escape(message)):
         stages.playbook_roles(text, "base.yml")
     assert stages.playbook_roles("- hosts: all\n  roles:\n", "base.yml") == []
+
+
+def test_each_parent_stage_is_described_as_a_reviewer_needs_it() -> None:
+    """The preview's lines: a published stage is never said to build (a no-op release said it did)."""
+    base = stages.Stage("base", "base.yml")
+
+    def plan(version: str, builds: bool, published: bool) -> stages.StagePlan:
+        return stages.StagePlan(base, "key", "recipe", version, builds, published)
+
+    assert [
+        stages.describe_plan("release-0.3.0", plan("release-0.3.0", True, False)),
+        stages.describe_plan("release-0.4.0", plan("release-0.3.0", False, False)),
+        stages.describe_plan("release-0.2.0", plan("release-0.1.0", False, True)),
+        stages.describe_plan("release-0.1.0", plan("release-0.1.0", True, True)),
+    ] == [
+        "release-0.3.0: stage base release-0.3.0 builds",
+        "release-0.4.0: stage base release-0.3.0 is reused (built in this run)",
+        "release-0.2.0: stage base release-0.1.0 is reused (published)",
+        "release-0.1.0: stage base release-0.1.0 is published (built with this version); nothing to build",
+    ]
