@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -150,6 +151,12 @@ def test_the_running_vms_of_an_app_are_listed_by_version(tmp_path: Path) -> None
 
     fakes = [fake_qemu(live), fake_qemu(upgraded)]
     try:
+        for fake, folder in zip(fakes, (live, upgraded), strict=True):
+            # Until the child has exec'd, its command line is still pytest's (a busy machine showed it).
+            cmdline = Path(f"/proc/{fake.pid}/cmdline")
+            deadline = time.monotonic() + 30
+            while str(folder).encode() not in cmdline.read_bytes() and time.monotonic() < deadline:
+                time.sleep(0.01)
         (live / "qemu.pid").write_text(f"{fakes[0].pid}\n")
         (upgraded / "qemu.pid").write_text(f"{fakes[1].pid}\n")
         (stale / "qemu.pid").write_text(f"{os.getpid()}\n")  # alive, but not a QEMU of that folder
