@@ -14,6 +14,7 @@ set -euo pipefail
 out=${1:?usage: build.sh <out-dir>}
 SUITE=${STAGE0_SUITE:-bookworm}
 MIRROR=${STAGE0_MIRROR:-http://deb.debian.org/debian}
+SECURITY_MIRROR=${STAGE0_SECURITY_MIRROR:-http://deb.debian.org/debian-security}
 DISK_MIB=${STAGE0_DISK_MIB:-2048}
 ESP_MIB=64
 # A fixed epoch: this recipe's release date. Dates inside the image do not follow the clock.
@@ -35,15 +36,19 @@ trap 'rm -rf "$work"' EXIT
 tree=$work/tree
 mkdir -p "$out"
 
-echo "stage0: building a $SUITE tree with mmdebstrap from $MIRROR" >&2
+# The image's apt sources are Debian's cloud images' sources: the release, its stable updates and
+# its security updates. The tree is built from all three, so it starts with the security fixes,
+# and a machine launched from it keeps receiving them.
+echo "stage0: building a $SUITE tree with mmdebstrap from $MIRROR and $SECURITY_MIRROR" >&2
 mmdebstrap --variant=minbase --mode=root --include="$PACKAGES" \
   --customize-hook='chroot "$1" /bin/sh -c "echo debian >/etc/hostname"' \
   --customize-hook="printf 'UUID=%s / ext4 defaults,errors=remount-ro 0 1\n' $ROOT_UUID >\"\$1/etc/fstab\"" \
-  --customize-hook='mkdir -p "$1/etc/cloud/cloud.cfg.d" && printf "datasource_list: [NoCloud, None]\n" >"$1/etc/cloud/cloud.cfg.d/90-stage0-datasource.cfg"' \
+  --customize-hook='mkdir -p "$1/etc/cloud/cloud.cfg.d" && printf "datasource_list: [NoCloud, None]\nmanage_etc_hosts: true\n" >"$1/etc/cloud/cloud.cfg.d/90-stage0-datasource.cfg"' \
   --customize-hook='sed -i "s/^# *en_US.UTF-8/en_US.UTF-8/" "$1/etc/locale.gen" && chroot "$1" locale-gen >/dev/null' \
   --customize-hook='rm -f "$1"/etc/ssh/ssh_host_* "$1/var/lib/dbus/machine-id" && : >"$1/etc/machine-id"' \
   --customize-hook='rm -rf "$1"/var/cache/apt/archives/*.deb "$1"/var/lib/apt/lists/* "$1"/var/cache/apt/*.bin "$1"/var/log/*.log "$1"/tmp/*' \
-  "$SUITE" "$tree" "$MIRROR" >&2
+  "$SUITE" "$tree" "deb $MIRROR $SUITE main" "deb $MIRROR $SUITE-updates main" \
+  "deb $SECURITY_MIRROR $SUITE-security main" >&2
 
 kernel=$(cd "$tree/boot" && ls vmlinuz-* | sort -V | tail -1)
 [ -n "$kernel" ] || { echo "stage0: no kernel was installed in the tree" >&2; exit 1; }
@@ -56,11 +61,14 @@ echo "stage0: making the root filesystem (${root_mib} MiB) and the EFI system pa
 E2FSPROGS_FAKE_TIME=$SOURCE_DATE_EPOCH mke2fs -q -t ext4 -L root -U "$ROOT_UUID" -E "hash_seed=$HASH_SEED" \
   -d "$tree" "$work/root.img" "${root_mib}M"
 
+# GRUB boots the kernel through the /vmlinuz and /initrd.img links that Debian's linux-base keeps
+# pointing at the newest kernel, so a machine whose kernel apt upgrades (and autoremoves) boots.
+[ -L "$tree/vmlinuz" ] && [ -L "$tree/initrd.img" ] || { echo "stage0: no /vmlinuz and /initrd.img links" >&2; exit 1; }
 cat >"$work/grub.cfg" <<CFG
 set timeout=0
 search --no-floppy --fs-uuid --set=root $ROOT_UUID
-linux /boot/$kernel root=UUID=$ROOT_UUID ro console=tty0 console=ttyS0,115200
-initrd /boot/initrd.img-${kernel#vmlinuz-}
+linux /vmlinuz root=UUID=$ROOT_UUID ro console=tty0 console=ttyS0,115200
+initrd /initrd.img
 boot
 CFG
 grub-mkstandalone -O x86_64-efi --fonts= --locales= --themes= \

@@ -94,10 +94,21 @@ def test_the_launched_image_reports_its_version(released: Project, guest: vm.Gue
 
 
 def test_the_cloud_init_user_can_administer_the_machine_with_sudo(guest: vm.Guest) -> None:
-    assert as_user(guest, "sudo -n id -u").strip() == "0"
+    result = guest.ssh("sudo -n id -u", timeout=120)
+    assert result.returncode == 0 and result.stdout.strip() == "0", result.stderr
+    # cloud-init writes the machine's own name into /etc/hosts, so sudo can resolve it.
+    assert "unable to resolve host" not in result.stderr, result.stderr
     modes = as_user(guest, "stat -c '%a %U %n' /usr/bin/sudo /usr/bin/su /usr/bin/passwd /usr/bin/mount")
     for line in modes.splitlines():
         assert line.startswith("4755 root "), f"setuid bit lost: {line}"
+
+
+def test_the_machine_boots_the_kernel_that_apt_keeps_current(guest: vm.Guest) -> None:
+    """GRUB loads /vmlinuz and /initrd.img, the links Debian moves to each newly installed kernel, so
+    a kernel upgrade (and the old kernel's autoremoval) leaves a machine that boots the new one."""
+    assert "BOOT_IMAGE=/vmlinuz " in as_user(guest, "cat /proc/cmdline")
+    kernel = as_user(guest, "readlink -f /vmlinuz").strip()
+    assert kernel == f"/boot/vmlinuz-{as_user(guest, 'uname -r').strip()}"
 
 
 def test_file_capabilities_survive_and_an_unprivileged_user_can_ping(guest: vm.Guest) -> None:
@@ -307,6 +318,10 @@ def test_a_corrupted_copy_of_a_release_fails_its_checksums(released: Project, tm
 def test_the_user_can_install_a_package(guest: vm.Guest) -> None:
     """The sealed image dropped apt's lists; a user refreshes them and installs, as on any cloud VM."""
     as_user(guest, "sudo -n apt-get update -q", timeout=900)
+    # The machine receives Debian's security and stable updates, not only the release's packages.
+    policy = as_user(guest, "apt-cache policy")
+    for suite in ("bookworm/main", "bookworm-updates/main", "bookworm-security/main"):
+        assert f" {suite} amd64 Packages" in policy, f"apt has no {suite} source:\n{policy}"
     as_user(
         guest, "sudo -n DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends tree", timeout=900
     )
