@@ -15,7 +15,7 @@ import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from imagefactory import hardening
+from imagefactory import bootchain, hardening
 from imagefactory.debugfs import Filesystem
 from imagefactory.errors import FactoryError
 from imagefactory.files import write_atomic
@@ -140,7 +140,8 @@ def check_stamp(fs: Filesystem, version: str) -> list[Finding]:
 
 def check_disk(disk: Path, version: str, build_user: str = "imagebuild") -> list[Finding]:
     root = root_partition(disk)
-    return check_filesystem(Filesystem(disk, root.offset), version, build_user)
+    findings = check_filesystem(Filesystem(disk, root.offset), version, build_user)
+    return findings + [Finding(check, where, problem) for check, where, problem in bootchain.check(disk)]
 
 
 def main(argv: list[str] | None = None) -> int:
