@@ -19,6 +19,12 @@ from imagefactory.files import write_atomic
 HOST_FILE = Path(".state") / "host.json"
 OVMF_CODE = Path("/usr/share/OVMF/OVMF_CODE_4M.fd")
 OVMF_VARS = Path("/usr/share/OVMF/OVMF_VARS_4M.fd")
+# Secure Boot enforced, with Microsoft's keys enrolled (Debian's ovmf package), as Azure Trusted
+# Launch and AWS UEFI Secure Boot run a machine.
+OVMF_SECBOOT_CODE = Path("/usr/share/OVMF/OVMF_CODE_4M.secboot.fd")
+OVMF_MS_VARS = Path("/usr/share/OVMF/OVMF_VARS_4M.ms.fd")
+FIRMWARES = ("bios", "uefi", "secureboot")
+"""SeaBIOS (QEMU's default), OVMF, and OVMF with Secure Boot enforced."""
 
 
 @dataclass(frozen=True)
@@ -26,6 +32,11 @@ class HostFacts:
     accelerator: str = "auto"
     """auto (probe KVM with a real boot, else TCG), kvm or tcg."""
     build_timeout_minutes: int = 60
+    boot_check: str = ""
+    """none, qcow2 or all (imagefactory.bootcheck); "" is all for a release, qcow2 for a dev build."""
+    top_stage: str = ""
+    """The stage users launch: the only one whose formats the boot check boots (a parent stage is
+    booted by its child's build)."""
 
 
 def cache_dir() -> Path:

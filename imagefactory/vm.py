@@ -6,6 +6,7 @@ the sealed image has no account and no key of its own.
 
 from __future__ import annotations
 
+import os
 import shutil
 import socket
 import subprocess
@@ -15,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from imagefactory.errors import FactoryError
-from imagefactory.host import OVMF_CODE, OVMF_VARS
+from imagefactory.host import FIRMWARES, OVMF_CODE, OVMF_MS_VARS, OVMF_SECBOOT_CODE, OVMF_VARS
 from imagefactory.stamp import parse_stamp
 
 
@@ -50,6 +51,25 @@ def make_seed(folder: Path, instance_id: str, user: str, public_key: str, hostna
     return iso
 
 
+QEMU_FORMATS = {"raw": "raw", "qcow2": "qcow2", "vhd": "vpc", "vmdk": "vmdk", "vhdx": "vhdx"}
+"""This project's format names -> QEMU's driver names."""
+
+
+def disk_format(image: Path) -> str:
+    """QEMU's name for an image's format, from its first bytes (a fixed VHD's footer is at its end)."""
+    with open(image, "rb") as handle:
+        head = handle.read(4)
+        handle.seek(-512, os.SEEK_END)
+        footer = handle.read(8)
+    if head == b"QFI\xfb":
+        return "qcow2"
+    if head == b"KDMV":
+        return "vmdk"
+    if footer == b"conectix":
+        return "vpc"
+    return "raw"
+
+
 @dataclass
 class Guest:
     """A running guest: a copy-on-write overlay of an image, reachable on a local SSH port."""
@@ -63,6 +83,10 @@ class Guest:
     process: subprocess.Popen | None = None
     standalone: bool = False
     """A full copy of the image instead of a copy-on-write overlay of it."""
+    firmware: str = "uefi"
+    """bios, uefi or secureboot (host.FIRMWARES)."""
+    disk_format: str = ""
+    """The image's format as QEMU names it (qcow2, raw, vmdk, vpc); found from the file when empty."""
     key: Path = field(init=False)
 
     @classmethod
@@ -78,7 +102,9 @@ class Guest:
         if not self.key.exists():
             subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(self.key)], check=True)
         overlay = self.folder / "overlay.qcow2"
-        fmt = "qcow2" if self.image.read_bytes()[:4] == b"QFI\xfb" else "raw"
+        if self.firmware not in FIRMWARES:
+            raise FactoryError(f"firmware {self.firmware!r} is not one of: {', '.join(FIRMWARES)}")
+        fmt = self.disk_format or disk_format(self.image)
         if not overlay.exists() and self.standalone:
             # A machine upgraded in place outlives its first image: its disk must not lean on a
             # registry file that retiring the version deletes.
@@ -91,9 +117,6 @@ class Guest:
                 check=True,
             )
         seed = make_seed(self.folder, f"vm-{self.folder.name}", self.user, (self.folder / "id_ed25519.pub").read_text())
-        vars_fd = self.folder / "vars.fd"
-        if not vars_fd.exists():
-            shutil.copyfile(OVMF_VARS, vars_fd)
         self.port = self.port or free_port()
         args = [
             "qemu-system-x86_64",
@@ -107,14 +130,15 @@ class Guest:
             "none",
             "-monitor",
             "none",
-            "-drive",
-            f"if=pflash,format=raw,readonly=on,file={OVMF_CODE}",
-            "-drive",
-            f"if=pflash,format=raw,file={vars_fd}",
+            *self._firmware_args(),
             "-drive",
             f"file={overlay},if=virtio,format=qcow2",
             "-drive",
-            f"file={seed},media=cdrom,readonly=on",
+            # q35's only CD-ROM bus is AHCI, which Debian's cloud kernel does not drive: there the
+            # seed is a virtio disk (NoCloud finds it by its label either way).
+            f"file={seed},format=raw,if=virtio,readonly=on"
+            if self.firmware == "secureboot"
+            else f"file={seed},media=cdrom,readonly=on",
             "-netdev",
             f"user,id=net0,hostfwd=tcp:127.0.0.1:{self.port}-:22",
             "-device",
@@ -134,6 +158,25 @@ class Guest:
             args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
         )
         return self
+
+    def _firmware_args(self) -> list[str]:
+        """SeaBIOS is QEMU's default; OVMF gets its code and a private copy of its variables."""
+        if self.firmware == "bios":
+            return []
+        secure = self.firmware == "secureboot"
+        vars_fd = self.folder / ("vars-secureboot.fd" if secure else "vars.fd")
+        if not vars_fd.exists():
+            shutil.copyfile(OVMF_MS_VARS if secure else OVMF_VARS, vars_fd)
+        code = OVMF_SECBOOT_CODE if secure else OVMF_CODE
+        # Secure Boot's variables are guarded by SMM: a q35 machine with SMM and a secure flash.
+        machine = ["-machine", "q35,smm=on", "-global", "driver=cfi.pflash01,property=secure,value=on"]
+        return [
+            *(machine if secure else []),
+            "-drive",
+            f"if=pflash,format=raw,unit=0,readonly=on,file={code}",
+            "-drive",
+            f"if=pflash,format=raw,unit=1,file={vars_fd}",
+        ]
 
     def ssh(self, command: str, timeout: int = 60) -> subprocess.CompletedProcess[str]:
         return subprocess.run(

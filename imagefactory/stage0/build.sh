@@ -6,8 +6,9 @@
 #   build.sh <out-dir>
 #
 # The disk is made with no mount and no loop device: mmdebstrap builds the tree, `mke2fs -d`
-# makes the root filesystem, mtools fills a FAT EFI system partition with a standalone GRUB,
-# and sfdisk + dd assemble a GPT disk. Every UUID, GUID and date is fixed, so two runs of the
+# makes the root filesystem, mtools fills a FAT EFI system partition with Debian's signed shim
+# and GRUB, grub-mkimage makes GRUB's BIOS core image, and sfdisk + dd assemble a GPT disk that
+# boots under BIOS and UEFI (Secure Boot too). Every UUID, GUID and date is fixed, so two runs of the
 # same recipe and package set give the same filesystem metadata.
 set -euo pipefail
 
@@ -26,10 +27,13 @@ ROOT_PARTUUID=8a1c4e2f-0b3d-4c5e-8f6a-7b9c0d1e2f3a
 ESP_PARTUUID=2e4f6a8c-1b3d-4e5f-9a7b-c8d9e0f1a2b3
 DISK_GUID=5c7e9a1b-3d5f-4a6c-8e0b-2d4f6a8c0e1f
 ESP_VOLID=51A6E0F1
+BIOS_PARTUUID=9d3b5f71-2c4e-4a8d-b6f0-1e3a5c7d9f20
+BIOS_START=34     # the BIOS boot partition fills the gap before the ESP (sectors 34 to 2047)
+BIOS_SECTORS=2014
 HASH_SEED=0b5f8d2e-7c41-4a93-a6d0-3e9f1b2c4d5a
 PACKAGES=systemd-sysv,udev,dbus,linux-image-cloud-amd64,initramfs-tools,openssh-server,cloud-init,\
 cloud-guest-utils,e2fsprogs,sudo,python3,python3-apt,locales,ifupdown,isc-dhcp-client,netbase,iproute2,\
-ca-certificates,apt-transport-https
+ca-certificates,apt-transport-https,grub-pc-bin,grub-efi-amd64-signed,shim-signed
 
 work=$(mktemp -d "${TMPDIR:-/var/tmp}/stage0.XXXXXX")
 trap 'rm -rf "$work"' EXIT
@@ -71,12 +75,21 @@ linux /vmlinuz root=UUID=$ROOT_UUID ro console=tty0 console=ttyS0,115200
 initrd /initrd.img
 boot
 CFG
-grub-mkstandalone -O x86_64-efi --fonts= --locales= --themes= \
-  --modules="part_gpt ext2 search_fs_uuid linux normal echo" \
-  -o "$work/BOOTX64.EFI" "boot/grub/grub.cfg=$work/grub.cfg"
+# One disk, both firmwares, with Debian's own boot chain (taken from the tree's packages).
+# UEFI: Debian's signed shim at the removable-media path, so no NVRAM entry is needed, and Debian's
+# signed GRUB beside it, which reads grub.cfg from its own folder: it boots with Secure Boot
+# enforced, and the kernel it loads is Debian's signed kernel.
 mkfs.vfat -C -F 32 -n EFI -i "$ESP_VOLID" "$work/esp.img" $((ESP_MIB * 1024)) >/dev/null
 mmd -i "$work/esp.img" ::/EFI ::/EFI/BOOT
-mcopy -i "$work/esp.img" "$work/BOOTX64.EFI" ::/EFI/BOOT/BOOTX64.EFI
+mcopy -i "$work/esp.img" "$tree/usr/lib/shim/shimx64.efi.signed" ::/EFI/BOOT/BOOTX64.EFI
+mcopy -i "$work/esp.img" "$tree/usr/lib/shim/mmx64.efi.signed" ::/EFI/BOOT/mmx64.efi
+mcopy -i "$work/esp.img" "$tree/usr/lib/grub/x86_64-efi-signed/grubx64.efi.signed" ::/EFI/BOOT/grubx64.efi
+mcopy -i "$work/esp.img" "$work/grub.cfg" ::/EFI/BOOT/grub.cfg
+# BIOS: GRUB's i386-pc core image, with the same configuration built in, fills the BIOS boot
+# partition; GRUB's boot sector in the protective MBR's code area loads it.
+grub-mkimage -O i386-pc -d "$tree/usr/lib/grub/i386-pc" -p /boot/grub -c "$work/grub.cfg" \
+  -o "$work/core.img" biosdisk part_gpt ext2 search search_fs_uuid linux
+[ "$(stat -c %s "$work/core.img")" -le $((BIOS_SECTORS * 512)) ] || { echo "stage0: GRUB's core image is too large" >&2; exit 1; }
 
 disk=$work/$NAME.raw
 truncate -s "${DISK_MIB}M" "$disk"
@@ -84,12 +97,32 @@ sfdisk -q --no-reread --no-tell-kernel "$disk" <<PT
 label: gpt
 label-id: $DISK_GUID
 unit: sectors
-first-lba: 2048
+first-lba: $BIOS_START
 start=2048, size=$((ESP_MIB * 2048)), type=C12A7328-F81F-11D2-BA4B-00A0C93EC93B, uuid=$ESP_PARTUUID, name="esp"
 start=$(((ESP_MIB + 1) * 2048)), size=$((root_mib * 2048)), type=4F68BCE3-E8CD-4DB1-96E7-FBCAF984B709, uuid=$ROOT_PARTUUID, name="root"
+start=$BIOS_START, size=$BIOS_SECTORS, type=21686148-6449-6E6F-744E-656564454649, uuid=$BIOS_PARTUUID, name="bios"
 PT
 dd if="$work/esp.img" of="$disk" bs=1M seek=1 conv=notrunc,sparse status=none
 dd if="$work/root.img" of="$disk" bs=1M seek=$((ESP_MIB + 1)) conv=notrunc,sparse status=none
+# What grub-install does for a BIOS boot partition, without a block device: the boot sector learns
+# where the core image starts, the core image's first sector where the rest of it lies.
+python3 - "$disk" "$work/core.img" "$tree/usr/lib/grub/i386-pc/boot.img" "$BIOS_START" <<'PY'
+import struct
+import sys
+
+disk, core_path, boot_path, start = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+boot = bytearray(open(boot_path, "rb").read())
+core = bytearray(open(core_path, "rb").read())
+sectors = -(-len(core) // 512)
+core += bytes(sectors * 512 - len(core))
+struct.pack_into("<Q", boot, 0x5C, start)  # the core image's first sector
+boot[0x66:0x68] = b"\x90\x90"  # a hard disk: use the drive number the BIOS passed, as grub-install does
+struct.pack_into("<QHH", core, 0x200 - 12, start + 1, sectors - 1, 0x820)  # the rest of the core image
+with open(disk, "r+b") as out:
+    out.write(boot[:440])  # the boot code only: the disk signature and the protective MBR's entry stay
+    out.seek(start * 512)
+    out.write(core)
+PY
 
 echo "stage0: writing $out/$NAME.qcow2 and its SHA256SUMS" >&2
 qemu-img convert -q -c -O qcow2 "$disk" "$work/$NAME.qcow2"
