@@ -171,6 +171,8 @@ class Pipeline:
                 os_type=compute.OperatingSystemTypes.LINUX,
                 os_state=compute.OperatingSystemStateTypes.GENERALIZED,
                 hyper_v_generation=compute.HyperVGeneration.V2,
+                # The disk boots with Secure Boot (Debian's signed shim, GRUB and kernel): Trusted Launch.
+                features=[compute.GalleryImageFeatureArgs(name="SecurityType", value="TrustedLaunchSupported")],
                 architecture=compute.Architecture.X64,
                 identifier={
                     "publisher": s.azure.publisher,

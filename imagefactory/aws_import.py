@@ -61,7 +61,8 @@ class ImageSpec:
     name: str
     description: str
     architecture: str = "x86_64"
-    boot_mode: str = "uefi"
+    boot_mode: str = "uefi-preferred"
+    """The disk boots under both: UEFI where the instance type offers it, else legacy BIOS."""
     ena_support: bool = True
     imds_support: str = "v2.0"
     virtualization_type: str = "hvm"

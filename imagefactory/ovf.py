@@ -1,4 +1,7 @@
-"""OVF 1.0 descriptor for the OVA: one VM, one streamOptimized VMDK, EFI firmware.
+"""OVF 1.0 descriptor for the OVA: one VM, one streamOptimized VMDK, BIOS firmware.
+
+The disk boots under BIOS and under UEFI (Secure Boot too), so the descriptor declares BIOS, what
+VirtualBox's and older VMware hardware's default VMs use; switching the imported VM to EFI works.
 
 The hardware is chosen for the drivers of Debian's cloud kernel: an IDE (PIIX4) disk
 controller, which VirtualBox and VMware both offer, and a VMXNET3 network adapter (VMware).
@@ -114,7 +117,7 @@ def descriptor(
         "        <vssd:VirtualSystemType>vmx-14</vssd:VirtualSystemType>\n"
         "      </System>\n"
         f"{cpu}{memory}{ide}{disk}{nic}"
-        '      <vmw:Config ovf:required="false" vmw:key="firmware" vmw:value="efi"/>\n'
+        '      <vmw:Config ovf:required="false" vmw:key="firmware" vmw:value="bios"/>\n'
         "    </VirtualHardwareSection>\n"
         "  </VirtualSystem>\n"
         "</Envelope>\n"

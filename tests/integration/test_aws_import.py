@@ -168,7 +168,7 @@ def test_the_ami_is_registered_from_the_snapshot_with_the_plans_parameters(moto:
         "Name": plan.image.name,
         "Description": plan.image.description,
         "Architecture": "x86_64",
-        "BootMode": "uefi",
+        "BootMode": "uefi-preferred",
         "EnaSupport": "true",
         "ImdsSupport": "v2.0",
         "VirtualizationType": "hvm",
@@ -183,7 +183,7 @@ def test_the_ami_is_registered_from_the_snapshot_with_the_plans_parameters(moto:
 @pytest.mark.xfail(strict=True, reason="moto 5.2.5 RegisterImage keeps only Name and Description")
 def test_describe_images_shows_uefi_ena_imdsv2_and_the_root_device(moto: Moto, imported: Imported) -> None:
     (image,) = moto.client("ec2").describe_images(ImageIds=[imported.result.amis[REGION]])["Images"]
-    assert image["BootMode"] == "uefi"
+    assert image["BootMode"] == "uefi-preferred"
     assert image["RootDeviceName"] == "/dev/xvda"
     assert image["BlockDeviceMappings"][0]["DeviceName"] == "/dev/xvda"
     ebs = image["BlockDeviceMappings"][0]["Ebs"]

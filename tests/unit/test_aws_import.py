@@ -50,7 +50,7 @@ def test_the_plan_holds_every_parameter_of_the_import() -> None:
         "Name": "debian-12-release-0.1.0",
         "Description": f"debian-12 release-0.1.0 ({'c' * 12})",
         "Architecture": "x86_64",
-        "BootMode": "uefi",
+        "BootMode": "uefi-preferred",
         "EnaSupport": True,
         "ImdsSupport": "v2.0",
         "VirtualizationType": "hvm",

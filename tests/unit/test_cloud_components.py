@@ -134,7 +134,7 @@ def test_the_ami_is_imported_from_the_sealed_raw_and_boots_uefi_with_imdsv2():
         snapshot = RESOURCES["release-0.1.0-snapshot"]["inputs"]
         assert snapshot["diskContainer"]["format"] == "RAW"
         ami = RESOURCES["release-0.1.0-ami"]["inputs"]
-        assert ami["bootMode"] == "uefi" and ami["imdsSupport"] == "v2.0" and ami["enaSupport"]
+        assert ami["bootMode"] == "uefi-preferred" and ami["imdsSupport"] == "v2.0" and ami["enaSupport"]
         assert ami["deprecationTime"] == "2025-01-31T00:00:00Z"
 
     return image.amis.apply(check)
@@ -190,6 +190,7 @@ def test_the_gallery_version_name_matches_the_release():
         assert version["protect"] and version["retain_on_delete"]
         definition = RESOURCES["release-1.4.2-rc.1-definition"]["inputs"]
         assert definition["hyperVGeneration"] == "V2" and definition["osType"] == "Linux"
+        assert definition["features"] == [{"name": "SecurityType", "value": "TrustedLaunchSupported"}]
         upload = RESOURCES["release-1.4.2-rc.1-vhd"]["inputs"]
         assert upload["create"].endswith("azure_upload"), "the VHD goes up as a page blob, verified by digest"
         assert upload["environment"]["VHD_SHA256"] == "v" * 64

@@ -11,6 +11,14 @@ from imagefactory import ovf
 NS = {"ovf": ovf.OVF_NS, "rasd": ovf.RASD_NS}
 
 
+def test_the_descriptor_declares_bios_firmware_which_the_hybrid_disk_boots() -> None:
+    text = ovf.descriptor("debian-12", "release-0.1.0", "d.vmdk", 10, 100)
+    config = ET.fromstring(text).find(".//{http://www.vmware.com/schema/ovf}Config")
+    assert config is not None
+    assert config.get("{http://www.vmware.com/schema/ovf}key") == "firmware"
+    assert config.get("{http://www.vmware.com/schema/ovf}value") == "bios"
+
+
 def test_the_descriptor_references_the_disk_with_its_sizes() -> None:
     text = ovf.descriptor("debian-12", "release-0.1.0", "debian-12-release-0.1.0.vmdk", 12345, 3 * 1024**3)
     root = ET.fromstring(text)

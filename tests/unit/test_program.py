@@ -454,6 +454,7 @@ def test_an_azure_native_chain_builds_the_functional_version_from_the_base_galle
             assert upstream.endswith("/galleries/imagefactory/images/debian-12-base/versions/0.1.0"), upstream
             definition = RESOURCES["base-definition"]
             assert definition["inputs"]["galleryImageName"] == "debian-12-base"
+            assert definition["inputs"]["features"] == [{"name": "SecurityType", "value": "TrustedLaunchSupported"}]
             assert definition["retain_on_delete"] and base_step["protect"], "a released base is kept"
             assert any(urn.endswith("::base-definition") for urn in base_step["dependencies"]), "definition first"
             assert [name for name in RESOURCES if name.endswith("-definition")] == ["base-definition"]
