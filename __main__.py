@@ -26,7 +26,10 @@ settings = config.load(ROOT)
 # Steps run in the project root and get the state folders as configured (relative by default),
 # so the state never holds this checkout's path; the program itself reads the registry here.
 registry_path = (ROOT / settings.registry_dir).resolve()
-host.write(ROOT, host.HostFacts(settings.accelerator, settings.build_timeout_minutes))
+facts = host.HostFacts(
+    settings.accelerator, settings.build_timeout_minutes, settings.boot_check, settings.stages[-1].name
+)
+host.write(ROOT, facts)
 
 try:
     if settings.shared_registry:  # reachable, these credentials, Object Lock if asked: before anything builds

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from imagefactory import gpt, host, ovf, packages
+from imagefactory import accel, bootcheck, gpt, host, ovf, packages
 from imagefactory.checksums import file_digest, format_sums
 from imagefactory.debugfs import Filesystem
 from imagefactory.errors import FactoryError, last_json, run_step
@@ -312,6 +312,20 @@ def package_files(raw: Path, out: Path, name: str, version: str, epoch: int) -> 
     return {"count": len(recorded), **files, "sbom_format": "CycloneDX 1.6"}
 
 
+def boot_gate(args: FormatsRequest, files: dict[str, Path]) -> list[dict[str, Any]]:
+    """Before anything is published, each format boots (imagefactory.bootcheck). The mode and
+    the stage users launch are host facts: a parent stage is booted by its child's build."""
+    facts = host.read()
+    if args.stage and facts.top_stage and args.stage != facts.top_stage:
+        return []
+    mode = facts.boot_check or bootcheck.default_mode(not args.version.startswith("dev-"))
+    if not bootcheck.plan(list(files), mode):
+        return []
+    accelerator = accel.choose(facts.accelerator, args.raw, host.cache_dir())
+    print(f"formats: boot check ({mode}) of {args.version} under {accelerator}", file=sys.stderr)
+    return bootcheck.run(files, args.version, mode, accelerator, args.out_base / f".boot-{os.getpid()}")
+
+
 def convert_all(args: FormatsRequest) -> FormatsResult:
     """Every format of the sealed RAW in a new folder, with its SHA256SUMS and manifest."""
     if args.sealed not in ("", "True"):
@@ -337,6 +351,7 @@ def convert_all(args: FormatsRequest) -> FormatsResult:
         args.ova_manifest or "sha256",
     )
     recorded = package_files(args.raw, tmp_out, args.name, args.version, args.build_epoch)
+    booted = boot_gate(args, {fmt: tmp_out / entry["file"] for fmt, entry in formats.items()})
     result = FormatsResult(
         version=args.version,
         commit=args.commit,
@@ -352,6 +367,7 @@ def convert_all(args: FormatsRequest) -> FormatsResult:
         stage_key=args.stage_key,
         chain=chain_of(args),
         packages=recorded,
+        boot_checks=booted,
     )
     manifest = {k: v for k, v in result.to_json().items() if k != "dir"}  # manifest.json: all but the folder
     write_atomic(tmp_out / "manifest.json", json.dumps(manifest, indent=2, sort_keys=True) + "\n")

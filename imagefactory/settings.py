@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from imagefactory.bootcheck import BOOT_CHECKS
 from imagefactory.cloud import aws_settings, azure_settings
 from imagefactory.errors import FactoryError
 from imagefactory.formats import ALL_FORMATS
@@ -44,6 +45,7 @@ KEYS: dict[str, str] = {
     "ovaManifest": "string",
     "diskSizeMiB": "integer",
     "accelerator": "string",
+    "bootCheck": "string",
     "buildTimeoutMinutes": "integer",
     "aws": "object",
     "azure": "object",
@@ -73,6 +75,9 @@ class Settings:
     disk_size_mib: int = 3072
     accelerator: str = "auto"
     build_timeout_minutes: int = 60
+    boot_check: str = ""
+    """The release gate (imagefactory.bootcheck): none, qcow2 or all; "" is all for a release and
+    qcow2 for a development build. A host fact: it never changes a version's inputs."""
     image_name: str = "debian-12"
     stages: tuple[Stage, ...] = DEFAULT_STAGES
     """The chain of stages, bottom first; the last one is the image this stack publishes."""
@@ -87,6 +92,12 @@ def _one_of(key: str, value: Any, accepted: tuple[str, ...]) -> str:
     if value not in accepted:
         raise FactoryError(f"imagefactory:{key} is {value!r}; accepted values: {', '.join(accepted)}")
     return value
+
+
+def _boot_check(value: Any) -> str:
+    """auto (the default: all for a release, qcow2 for a development build) is recorded as ""."""
+    chosen = _one_of("bootCheck", value, ("auto", *BOOT_CHECKS))
+    return "" if chosen == "auto" else chosen
 
 
 def _int_in(key: str, value: Any, low: int, high: int) -> int:
@@ -225,6 +236,7 @@ def validate(raw: dict[str, Any], project_root: Path | None = None) -> Settings:
         disk_size_mib=_int_in("diskSizeMiB", get("diskSizeMiB", defaults.disk_size_mib), 1024, 1024 * 1024),
         accelerator=_one_of("accelerator", get("accelerator", "auto"), ACCELERATORS),
         build_timeout_minutes=_int_in("buildTimeoutMinutes", get("buildTimeoutMinutes", 60), 5, 24 * 60),
+        boot_check=_boot_check(get("bootCheck", "auto")),
         image_name=_image_name(get("imageName", defaults.image_name)),
         stages=stages,
         aws=aws,

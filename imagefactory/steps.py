@@ -342,6 +342,8 @@ class FormatsResult(Result):
     """The chain of custody: the upstream, then every stage up to this one (imagefactory.stages)."""
     packages: dict[str, Any] = dataclasses.field(default_factory=dict)
     """The recorded package set: its count, packages.tsv and the SBOM file (imagefactory.packages)."""
+    boot_checks: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+    """The release gate's boots: format, firmware, the version it reported, seconds (imagefactory.bootcheck)."""
 
 
 # --- publish ------------------------------------------------------------------------------------

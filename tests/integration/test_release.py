@@ -103,6 +103,29 @@ def test_the_cloud_init_user_can_administer_the_machine_with_sudo(guest: vm.Gues
         assert line.startswith("4755 root "), f"setuid bit lost: {line}"
 
 
+def test_the_launched_machine_runs_under_uefi_without_secure_boot(guest: vm.Guest) -> None:
+    assert as_user(guest, "test -d /sys/firmware/efi && echo uefi || echo bios").strip() == "uefi"
+    assert "SecureBoot disabled" in as_user(guest, "sudo -n mokutil --sb-state")
+
+
+def test_every_format_booted_under_its_platforms_firmware_before_it_was_published(released: Project) -> None:
+    """The release gate (bootCheck: all): QEMU booted each published file itself (the VHD through
+    the vpc driver, the VMDK through the vmdk driver) under SeaBIOS, OVMF, and OVMF with Microsoft's
+    keys and Secure Boot enforced; each reported this version and the firmware it was given."""
+    version, image = only_version(released)
+    manifest = json.loads((Path(image["dir"]) / "manifest.json").read_text())
+    booted = {(b["format"], b["firmware"]): b for b in manifest["boot_checks"]}
+    assert set(booted) == {("qcow2", "uefi"), ("vhd", "bios"), ("vhd", "secureboot"), ("vmdk", "bios"), ("ova", "bios")}
+    for (fmt, firmware), record in booted.items():
+        if fmt == "ova":
+            assert record["same_disk_as"] == "vmdk"  # the OVA carries the VMDK that booted, byte for byte
+            continue
+        assert record["version"] == version, (fmt, firmware)
+        assert record["firmware_seen"] == ("bios" if firmware == "bios" else "uefi"), (fmt, firmware)
+    assert booted[("vhd", "secureboot")]["secure_boot"] == "SecureBoot enabled"
+    assert booted[("qcow2", "uefi")]["secure_boot"].startswith("SecureBoot disabled")
+
+
 def test_the_machine_boots_the_kernel_that_apt_keeps_current(guest: vm.Guest) -> None:
     """GRUB loads /vmlinuz and /initrd.img, the links Debian moves to each newly installed kernel, so
     a kernel upgrade (and the old kernel's autoremoval) leaves a machine that boots the new one."""

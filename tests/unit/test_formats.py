@@ -17,6 +17,19 @@ from tests.unit.conftest import SEALED_FILES
 Factory = Callable[[dict[str, str | bytes]], Path]
 
 
+def host_facts(folder: Path, monkeypatch: pytest.MonkeyPatch, **facts: str) -> None:
+    """The step runs in `folder`, with these host facts (as the program writes them)."""
+    (folder / ".state").mkdir(parents=True, exist_ok=True)
+    (folder / ".state" / "host.json").write_text(json.dumps(facts))
+    monkeypatch.chdir(folder)
+
+
+@pytest.fixture
+def no_boot_check(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """These small disks boot nothing: the gate is switched off, as `bootCheck: none` does."""
+    host_facts(tmp_path / "project", monkeypatch, boot_check="none")
+
+
 def qemu_info(path: Path, fmt: str) -> dict:
     out = subprocess.run(
         ["qemu-img", "info", "--output=json", "-f", fmt, str(path)], check=True, capture_output=True, text=True
@@ -125,7 +138,7 @@ def test_a_raw_that_is_not_whole_mib_is_refused(tmp_path: Path) -> None:
 
 
 def test_the_command_writes_sums_and_manifest_and_refuses_a_changed_raw(
-    disk_factory: Factory, tmp_path: Path, capsys
+    disk_factory: Factory, tmp_path: Path, capsys, no_boot_check
 ) -> None:
     raw = disk_factory(SEALED_FILES)
     common = [
@@ -206,7 +219,7 @@ def test_a_disk_smaller_than_the_upstream_is_refused_before_anything_boots(tmp_p
 
 
 def test_the_recorded_package_set_is_published_as_tsv_and_sbom_under_the_sums(
-    disk_factory: Factory, tmp_path: Path, capsys
+    disk_factory: Factory, tmp_path: Path, capsys, no_boot_check
 ) -> None:
     record = "bash\t5.2.15-2+b7\tamd64\t" + "c" * 64 + "\nzlib1g\t1:1.2.13.dfsg-1\tamd64\t-\n"
     raw = disk_factory({**SEALED_FILES, "/usr/share/imagefactory/packages.tsv": record})
@@ -246,3 +259,61 @@ def test_an_unreadable_manifest_is_a_clear_error(disk_factory: Factory, tmp_path
         FactoryError, match=r"its manifest debian-12-release-0\.1\.0\.mf cannot be read: manifest line 1"
     ):
         formats.verify_ova(ova)
+
+
+def gate_args(raw: Path, out: Path, version: str, stage: str = "") -> list[str]:
+    args = ["--raw", str(raw), "--raw-sha256", file_digest(raw), "--out-base", str(out), "--version", version]
+    args += ["--commit", "a" * 40, "--upstream-source", "stage0:x", "--upstream-sha256", "b" * 64]
+    args += ["--build-time", "2025-01-01T00:00:00Z", "--build-epoch", "1735689600", "--formats", "qcow2,vhd,ova"]
+    return [*args, "--stage", stage] if stage else args
+
+
+@pytest.mark.parametrize(
+    ("version", "facts", "stage", "expected"),
+    [
+        ("release-0.1.0", {}, "", "all"),  # a release: every format, by default
+        ("dev-0123456789ab", {}, "", "qcow2"),  # a development build: the QCOW2 only
+        ("release-0.1.0", {"boot_check": "qcow2"}, "", "qcow2"),  # the stack's imagefactory:bootCheck
+        ("release-0.1.0", {"top_stage": "functional"}, "functional", "all"),
+        ("release-0.1.0", {"top_stage": "functional"}, "base", None),  # a parent: its child's build boots it
+    ],
+)
+def test_the_boot_gate_runs_before_publication_with_the_mode_the_version_needs(
+    disk_factory: Factory, tmp_path: Path, monkeypatch, capsys, version, facts, stage, expected
+) -> None:
+    raw = disk_factory(SEALED_FILES)
+    host_facts(tmp_path / "project", monkeypatch, accelerator="tcg", **facts)
+    calls = []
+
+    def run(files, version_, mode, accelerator, work):  # type: ignore[no-untyped-def]  # stands in for QEMU
+        calls.append((sorted(files), version_, mode, accelerator))
+        return [{"format": "qcow2", "firmware": "uefi", "version": version_, "seconds": 1.0}]
+
+    monkeypatch.setattr(formats.bootcheck, "run", run)
+    assert formats.main(gate_args(raw, tmp_path / "stage", version, stage)) == 0
+    manifest = json.loads(capsys.readouterr().out)
+    if expected is None:
+        assert calls == [] and manifest["boot_checks"] == []
+    else:
+        assert calls == [(["ova", "qcow2", "vhd"], version, expected, "tcg")]
+        published = json.loads((Path(manifest["dir"]) / "manifest.json").read_text())
+        assert (
+            published["boot_checks"]
+            == manifest["boot_checks"]
+            == [{"format": "qcow2", "firmware": "uefi", "version": version, "seconds": 1.0}]
+        )
+
+
+def test_a_format_that_does_not_boot_stops_the_release_and_nothing_is_staged(
+    disk_factory: Factory, tmp_path: Path, monkeypatch, capsys
+) -> None:
+    raw = disk_factory(SEALED_FILES)
+    host_facts(tmp_path / "project", monkeypatch, accelerator="tcg")
+
+    def run(files, version, mode, accelerator, work):  # type: ignore[no-untyped-def]  # stands in for QEMU
+        raise FactoryError("boot check: the VHD (x.vhd) under secureboot did not boot: no SSH within 600s")
+
+    monkeypatch.setattr(formats.bootcheck, "run", run)
+    assert formats.main(gate_args(raw, tmp_path / "stage", "release-0.1.0")) == 1
+    assert "the VHD (x.vhd) under secureboot did not boot" in capsys.readouterr().err
+    assert [p.name for p in (tmp_path / "stage").iterdir() if not p.name.startswith(".")] == []

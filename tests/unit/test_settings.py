@@ -37,6 +37,7 @@ RELEASES_ONLY = {"buildWorkingTree": False}  # an Azure gallery takes release ta
         ("releases", ["release-1.0.0", "release-1.0.0"], "lists a tag twice"),
         ("imageName", "Debian 12", "imagefactory:imageName is 'Debian 12'"),
         ("ovaManifest", "md5", "imagefactory:ovaManifest is 'md5'; accepted values: sha256, sha1"),
+        ("bootCheck", "some", "imagefactory:bootCheck is 'some'; accepted values: auto, none, qcow2, all"),
     ],
 )
 def test_bad_values_are_refused_by_key_with_what_is_accepted(key: str, value: object, message: str) -> None:
@@ -101,3 +102,12 @@ def test_tag_prefixes_that_cannot_name_files_are_refused() -> None:
 def test_an_azure_stack_refuses_a_pre_release_naming_the_key() -> None:
     with pytest.raises(FactoryError, match=r"imagefactory:releases lists release-1.0.0-rc.1, a pre-release"):
         validate({**GOOD, **{"target": "azure", "azure": AZURE, "releases": ["release-1.0.0-rc.1"], **RELEASES_ONLY}})
+
+
+def test_the_boot_check_is_unset_by_default_and_takes_each_mode() -> None:
+    assert validate(GOOD).boot_check == validate({**GOOD, "bootCheck": "auto"}).boot_check == ""
+    assert [validate({**GOOD, "bootCheck": mode}).boot_check for mode in ("none", "qcow2", "all")] == [
+        "none",
+        "qcow2",
+        "all",
+    ]
