@@ -87,6 +87,7 @@ def ours(project: Path, env: dict[str, str]) -> dict[str, Any]:
     # that is published now (the top-stage rebuild's).
     outputs = json.loads(pulumi(project, "stack", "output", "--json", "--stack", "local", env=env).stdout)
     image = next(iter(outputs["images"].values()))
+    manifest = json.loads((Path(image["dir"]) / "manifest.json").read_text())
     return {
         "release_seconds": total,
         "top_stage_rebuild_seconds": top_only,
@@ -97,6 +98,7 @@ def ours(project: Path, env: dict[str, str]) -> dict[str, Any]:
         "raw": image["formats"]["raw"]["path"],
         "accelerator": built["accelerator"],
         "formats": image["formats"],
+        "boot_checks": manifest.get("boot_checks", []),  # the release gate (bootCheck auto: the QCOW2 of a dev build)
     }
 
 
