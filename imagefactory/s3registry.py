@@ -657,7 +657,8 @@ def _verify_remote(s3: Any, store: Store, document: dict) -> None:
 # --- lookups from anywhere --------------------------------------------------------------------
 
 
-def https_url(store: Store, key: str) -> str:
+def web_url(store: Store, key: str) -> str:
+    """The object at the store's endpoint over HTTP(S): the scheme is the endpoint's (AWS: https)."""
     base = store.endpoint or f"https://s3.{store.region}.amazonaws.com"
     return f"{base}/{store.bucket}/{key}"
 
@@ -672,7 +673,7 @@ def entry(store: Store, document: dict, s3: Any = None, presign: int = 0) -> dic
             "sha256": item["sha256"],
             "bytes": item["bytes"],
             "url": f"s3://{store.bucket}/{key}",
-            "https": https_url(store, key),
+            "web_url": web_url(store, key),
         }
         if presign:
             found["presigned"] = s3.generate_presigned_url(

@@ -136,7 +136,7 @@ def fake_step_result(name: str, inputs: dict[str, Any]) -> dict[str, Any]:
                     "sha256": item["sha256"],
                     "bytes": item["bytes"],
                     "url": f"{env.get('SHARED_REGISTRY', '').split('?')[0]}/blobs/sha256/{item['sha256']}",
-                    "https": f"http://127.0.0.1:1/blobs/sha256/{item['sha256']}",
+                    "web_url": f"http://127.0.0.1:1/blobs/sha256/{item['sha256']}",
                 }
                 for fmt, item in files.items()
             },
