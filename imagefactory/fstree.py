@@ -31,6 +31,8 @@ INTERNAL_XATTRS = frozenset({"system.data"})
 _EA_LINE = re.compile(r"^  (\S+) \((\d+)\)")
 _DEVICE = re.compile(r"Device major/minor number: ([0-9a-f]+):([0-9a-f]+)")
 _BLOCKCOUNT = re.compile(r"Blockcount: (\d+)")
+_EXTENT_TREE_BLOCK = re.compile(r"\(ETB\d+\):\d+")
+_BLOCK_SIZE = re.compile(r"^Block size:\s+(\d+)", re.MULTILINE)
 _TIME = re.compile(r"^\s*(ctime|atime|mtime|crtime): 0x([0-9a-f]+)(?::([0-9a-f]+))?", re.MULTILINE)
 
 
@@ -44,7 +46,9 @@ class Node:
     gid: int
     size: int
     blocks: int = 0
-    """Allocated 512-byte sectors (regular files): a sparse file must stay sparse."""
+    """Allocated 512-byte sectors of data (regular files): a sparse file must stay sparse. The
+    extent tree's own blocks are not counted: how many a file needs follows where the allocator
+    put its extents (a file in five pieces needs one, in four none), not the file."""
     rdev: tuple[int, int] | None = None
     target: str | None = None
     xattrs: dict[str, str] = field(default_factory=dict)
@@ -155,6 +159,10 @@ def _read_inode_details(fs: Filesystem, by_inode: dict[int, list[Node]]) -> None
     """Allocated blocks of regular files, device numbers of device nodes, symlink targets."""
     wanted = [ino for ino, same in by_inode.items() if same[0].kind in ("file", "char", "block")]
     details = _split_by_command(fs.run_script([f"stat <{ino}>" for ino in wanted]), "stat")
+    block_size = _BLOCK_SIZE.search(fs.run_script(["stats -h"]))
+    if block_size is None:
+        raise FactoryError(f"debugfs found no block size in {fs.image.name}")
+    sectors_per_block = int(block_size.group(1)) // 512
     for ino in wanted:
         text = details.get(ino, "")
         for node in by_inode[ino]:
@@ -162,7 +170,7 @@ def _read_inode_details(fs: Filesystem, by_inode: dict[int, list[Node]]) -> None
                 count = _BLOCKCOUNT.search(text)
                 if count is None:
                     raise FactoryError(f"debugfs could not stat inode {ino} of {fs.image.name}")
-                node.blocks = int(count.group(1))
+                node.blocks = int(count.group(1)) - len(_EXTENT_TREE_BLOCK.findall(text)) * sectors_per_block
             else:
                 device = _DEVICE.search(text)
                 if device is None:
