@@ -18,6 +18,7 @@ import pulumi
 import pulumi_aws as aws
 
 from imagefactory.aws_import import layout
+from imagefactory.bootchain import NEW_VERSION_FIRMWARES
 from imagefactory.cloud import AwsSettings, deprecation_time, image_tags
 
 
@@ -35,6 +36,8 @@ class AwsImageArgs(TypedDict):
     settings: AwsSettings
     revoked: NotRequired[str]
     """The reason of the registry's revocation of this version: tagged ImageRevoked on every AMI."""
+    firmwares: NotRequired[tuple[str, ...]]
+    """What the version's disk boots under (bootchain.version_firmwares): its AMIs' boot mode."""
 
 
 class AwsImage(pulumi.ComponentResource):
@@ -51,7 +54,7 @@ class AwsImage(pulumi.ComponentResource):
         # The fields the build's outputs do not decide are plain values (known in a preview, where a
         # replace-on-change input must not turn unknown); the tags and the deprecation time follow the
         # upstream digest and the build time with the same rules that aws_import.plan() applies.
-        fixed = layout(settings, version, image_name, commit)
+        fixed = layout(settings, version, image_name, commit, tuple(args.get("firmwares", NEW_VERSION_FIRMWARES)))
         tags = pulumi.Output.from_input(args["upstream"]).apply(
             lambda upstream: image_tags(version, commit, upstream, image_name, args.get("revoked", ""))
         )

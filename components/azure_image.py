@@ -13,6 +13,7 @@ import pulumi
 from pulumi_azure_native import authorization, compute, storage
 
 from components._command import python_step, step_result
+from imagefactory.bootchain import NEW_VERSION_FIRMWARES
 from imagefactory.cloud import AzureSettings, end_of_life_date, gallery_version_name, image_tags
 from imagefactory.steps import AzureUploadRequest, AzureUploadResult
 
@@ -33,6 +34,9 @@ class AzureImageArgs(TypedDict):
     settings: AzureSettings
     release_candidate: bool
     """Release candidates are published but excluded from `latest`."""
+    firmwares: NotRequired[tuple[str, ...]]
+    """What the version's disk boots under (bootchain.version_firmwares): with secureboot, the
+    definition says TrustedLaunchSupported."""
     revoked: NotRequired[dict[str, str]]
     """The registry's revocation of this version ({at, reason}): the gallery version is excluded
     from `latest`, reaches its end of life at the revocation, and is tagged ImageRevoked."""
@@ -93,8 +97,13 @@ class AzureImage(pulumi.ComponentResource):
             os_type=compute.OperatingSystemTypes.LINUX,
             os_state=compute.OperatingSystemStateTypes.GENERALIZED,
             hyper_v_generation=compute.HyperVGeneration.V2,
-            # The disk boots with Secure Boot (Debian's signed shim, GRUB and kernel): Trusted Launch.
-            features=[compute.GalleryImageFeatureArgs(name="SecurityType", value="TrustedLaunchSupported")],
+            # A disk that boots with Secure Boot (Debian's signed shim, GRUB and kernel): Trusted
+            # Launch. A version published as a UEFI-only disk keeps the inputs it was made with.
+            **(
+                {"features": [compute.GalleryImageFeatureArgs(name="SecurityType", value="TrustedLaunchSupported")]}
+                if "secureboot" in args.get("firmwares", NEW_VERSION_FIRMWARES)
+                else {}
+            ),
             architecture=compute.Architecture.X64,
             identifier={"publisher": settings.publisher, "offer": settings.offer, "sku": settings.sku},
             opts=child,

@@ -29,7 +29,7 @@ from components.image_release import ImageRelease
 from components.parent_image import ParentImage
 from components.release_version import ReleaseVersion
 from components.upstream_image import UpstreamImage
-from imagefactory import registry, stages, versions
+from imagefactory import bootchain, registry, stages, versions
 from imagefactory.cloud import is_release_candidate
 from imagefactory.settings import Settings
 from imagefactory.steps import ImageEntry, PushRequest, SharedEntry
@@ -171,8 +171,6 @@ class Pipeline:
                 os_type=compute.OperatingSystemTypes.LINUX,
                 os_state=compute.OperatingSystemStateTypes.GENERALIZED,
                 hyper_v_generation=compute.HyperVGeneration.V2,
-                # The disk boots with Secure Boot (Debian's signed shim, GRUB and kernel): Trusted Launch.
-                features=[compute.GalleryImageFeatureArgs(name="SecurityType", value="TrustedLaunchSupported")],
                 architecture=compute.Architecture.X64,
                 identifier={
                     "publisher": s.azure.publisher,
@@ -353,6 +351,7 @@ class Pipeline:
             entry = self.shared(version, entry, published)
         # `make revoke` is carried to the clouds by the next `pulumi up` (README, Channels and revocation).
         revoked = registry.revocation(Path(s.registry_dir), version.name)
+        firmwares = bootchain.version_firmwares(registry.published_manifest(Path(s.registry_dir), version.name))
         if s.target == "aws":
             from components.aws_image import AwsImage
 
@@ -369,6 +368,7 @@ class Pipeline:
                     "image_name": s.image_name,
                     "settings": s.aws,
                     "revoked": revoked["reason"] if revoked else "",
+                    "firmwares": firmwares,
                 },
                 published,
             )
@@ -391,6 +391,7 @@ class Pipeline:
                     "settings": s.azure,
                     "release_candidate": version.is_release and is_release_candidate(version.name, s.tag_prefix),
                     "revoked": {"at": revoked["at"], "reason": revoked["reason"]} if revoked else {},
+                    "firmwares": firmwares,
                 },
                 published,
             )

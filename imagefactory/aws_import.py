@@ -62,7 +62,8 @@ class ImageSpec:
     description: str
     architecture: str = "x86_64"
     boot_mode: str = "uefi-preferred"
-    """The disk boots under both: UEFI where the instance type offers it, else legacy BIOS."""
+    """uefi-preferred for a disk that boots under both (UEFI where the instance type offers it, else
+    legacy BIOS); uefi for a version published as a UEFI-only disk (boot_mode_for)."""
     ena_support: bool = True
     imds_support: str = "v2.0"
     virtualization_type: str = "hvm"
@@ -163,7 +164,16 @@ class AwsImportPlan:
         return {"Resources": [resource_id], "Tags": self.tag_list()}
 
 
-def layout(settings: AwsSettings, version: str, image_name: str, commit: str) -> AwsImportPlan:
+def boot_mode_for(firmwares: tuple[str, ...]) -> str:
+    """The AMI's boot mode for the firmwares the version's disk boots under."""
+    if "bios" in firmwares and "uefi" in firmwares:
+        return "uefi-preferred"
+    return "uefi" if "uefi" in firmwares else "legacy-bios"
+
+
+def layout(
+    settings: AwsSettings, version: str, image_name: str, commit: str, firmwares: tuple[str, ...] = ("bios", "uefi")
+) -> AwsImportPlan:
     """The plan before the build: every field the build's outputs (upstream digest, RAW digest,
     build time) do not decide. The component reads these as plain values, so that names and
     other replace-on-change inputs stay known in a preview while the build is still to run."""
@@ -175,7 +185,9 @@ def layout(settings: AwsSettings, version: str, image_name: str, commit: str) ->
         snapshot=SnapshotImport(
             description=f"{image_name} {version}", disk_format="RAW", role_name=settings.import_role
         ),
-        image=ImageSpec(name=full_name, description=f"{image_name} {version} ({commit[:12]})"),
+        image=ImageSpec(
+            name=full_name, description=f"{image_name} {version} ({commit[:12]})", boot_mode=boot_mode_for(firmwares)
+        ),
     )
 
 
@@ -187,10 +199,11 @@ def plan(
     upstream: str,
     raw_sha256: str,
     build_time: str,
+    firmwares: tuple[str, ...] = ("bios", "uefi"),
 ) -> AwsImportPlan:
     """Every request parameter of the import of one version."""
     return dataclasses.replace(
-        layout(settings, version, image_name, commit),
+        layout(settings, version, image_name, commit, firmwares),
         tags=image_tags(version, commit, upstream, image_name),
         deprecate_at=deprecation_time(build_time, settings.deprecate_after_days),
         raw_sha256=raw_sha256,

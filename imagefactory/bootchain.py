@@ -29,10 +29,14 @@ KERNEL_SECTOR = 0x5C
 BLOCKLIST = SECTOR - 12
 """Where the core image's first sector keeps the start and length of the rest (start, len, segment)."""
 SIGNERS = {
-    "BOOTX64.EFI": (b"UEFI SHIM", b"Microsoft Corporation UEFI CA"),
-    "grubx64.efi": (b"GRUB", b"Debian Secure Boot"),
+    "BOOTX64.EFI": (b"UEFI SHIM", (b"Microsoft Corporation UEFI CA", b"Microsoft UEFI CA 2023")),
+    "grubx64.efi": (b"GRUB", (b"Debian Secure Boot",)),
 }
-"""Each EFI binary of the chain: a mark of what it is, and the signer its certificate table names."""
+"""Each EFI binary of the chain: a mark of what it is, and the signers its certificate table may name
+(Microsoft's 2011 third-party UEFI CA, or its 2023 successor)."""
+GRUB_CONFIGS = ("/EFI/BOOT/grub.cfg", "/EFI/debian/grub.cfg")
+"""Where Debian's signed GRUB looks for its configuration: beside itself, or under its prefix
+(grub-install's layout, as in Debian's own cloud images)."""
 
 Problem = tuple[str, str, str]
 
@@ -42,11 +46,14 @@ def certificates(binary: bytes) -> bytes | None:
     if binary[:2] != b"MZ" or len(binary) < 0x40:
         return None
     pe = struct.unpack_from("<I", binary, 0x3C)[0]
-    if binary[pe : pe + 4] != b"PE\0\0":
+    if binary[pe : pe + 4] != b"PE\0\0" or len(binary) < pe + 26:
         return None
     optional = pe + 24
     directories = optional + (112 if struct.unpack_from("<H", binary, optional)[0] == 0x20B else 96)
-    offset, size = struct.unpack_from("<II", binary, directories + 4 * 8)  # entry 4: the security directory
+    try:
+        offset, size = struct.unpack_from("<II", binary, directories + 4 * 8)  # entry 4: the security directory
+    except struct.error:
+        return None  # cut short: no PE
     return binary[offset : offset + size]
 
 
@@ -104,7 +111,7 @@ def check_uefi(disk: Path, partitions: list[Partition]) -> list[Problem]:
         return [("boot-uefi", "GPT", "no EFI system partition")]
     problems: list[Problem] = []
     with tempfile.TemporaryDirectory(prefix="bootchain-") as tmp:
-        for name, (mark, signer) in SIGNERS.items():
+        for name, (mark, signers) in SIGNERS.items():
             path = f"/EFI/BOOT/{name}"
             binary = read_esp_file(disk, esps[0], path, Path(tmp))
             if binary is None:
@@ -113,14 +120,39 @@ def check_uefi(disk: Path, partitions: list[Partition]) -> list[Problem]:
             table = certificates(binary)
             if table is None or mark not in binary:
                 problems.append(("boot-uefi", f"ESP:{path}", f"not a {mark.decode()} EFI binary"))
-            elif signer not in table:
-                problems.append(("boot-secureboot", f"ESP:{path}", f"not signed by {signer.decode()}"))
-        config = read_esp_file(disk, esps[0], "/EFI/BOOT/grub.cfg", Path(tmp))
-    if config is None:
-        problems.append(("boot-uefi", "ESP:/EFI/BOOT/grub.cfg", "missing"))
-    elif f"--fs-uuid --set=root {root_uuid(disk)}" not in config.decode(errors="replace"):
-        problems.append(("boot-uefi", "ESP:/EFI/BOOT/grub.cfg", f"does not find the root filesystem {root_uuid(disk)}"))
+            elif not any(signer in table for signer in signers):
+                named = " or ".join(signer.decode() for signer in signers)
+                problems.append(("boot-secureboot", f"ESP:{path}", f"not signed by {named}"))
+        configs = {path: read_esp_file(disk, esps[0], path, Path(tmp)) for path in GRUB_CONFIGS}
+    found = [(path, text) for path, text in configs.items() if text is not None]
+    if not found:
+        problems.append(("boot-uefi", f"ESP:{GRUB_CONFIGS[0]}", "missing"))
+    elif root_uuid(disk) not in found[0][1].decode(errors="replace"):
+        where = f"ESP:{found[0][0]}"
+        problems.append(("boot-uefi", where, f"does not find the root filesystem {root_uuid(disk)}"))
     return problems
+
+
+NEW_VERSION_FIRMWARES = ("bios", "uefi", "secureboot")
+"""What a version not yet published will boot under: the seal check admits no other disk."""
+
+
+def firmwares(problems: list[Problem]) -> list[str]:
+    """The firmwares a disk boots under, from its problems (recorded in every manifest)."""
+    checks = {check for check, _, _ in problems}
+    found = [] if "boot-bios" in checks else ["bios"]
+    if "boot-uefi" not in checks:
+        found += ["uefi"] if "boot-secureboot" in checks else ["uefi", "secureboot"]
+    return found
+
+
+def version_firmwares(manifest: dict | None) -> tuple[str, ...]:
+    """What a version's cloud descriptors may claim. A version published before manifests recorded
+    `firmwares` is a UEFI-only disk of the former stage-0 recipe: its AMI and gallery definition
+    keep what they were registered with; a version not published yet will be hybrid."""
+    if manifest is None:
+        return NEW_VERSION_FIRMWARES
+    return tuple(manifest.get("firmwares", ("uefi",)))
 
 
 def check(disk: Path) -> list[Problem]:

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from imagefactory import accel, bootcheck, gpt, host, ovf, packages
+from imagefactory import accel, bootchain, bootcheck, gpt, host, ovf, packages
 from imagefactory.checksums import file_digest, format_sums
 from imagefactory.debugfs import Filesystem
 from imagefactory.errors import FactoryError, last_json, run_step
@@ -320,6 +320,7 @@ def boot_gate(args: FormatsRequest, files: dict[str, Path]) -> list[dict[str, An
         return []
     mode = facts.boot_check or bootcheck.default_mode(not args.version.startswith("dev-"))
     if not bootcheck.plan(list(files), mode):
+        print(f"formats: boot check ({mode}): none of {', '.join(files)} is booted in this mode", file=sys.stderr)
         return []
     accelerator = accel.choose(facts.accelerator, args.raw, host.cache_dir())
     print(f"formats: boot check ({mode}) of {args.version} under {accelerator}", file=sys.stderr)
@@ -368,6 +369,7 @@ def convert_all(args: FormatsRequest) -> FormatsResult:
         chain=chain_of(args),
         packages=recorded,
         boot_checks=booted,
+        firmwares=bootchain.firmwares(bootchain.check(args.raw)),
     )
     manifest = {k: v for k, v in result.to_json().items() if k != "dir"}  # manifest.json: all but the folder
     write_atomic(tmp_out / "manifest.json", json.dumps(manifest, indent=2, sort_keys=True) + "\n")

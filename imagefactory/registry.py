@@ -395,6 +395,14 @@ def check_not_moved(registry: Path, version: str, commit: str) -> None:
         )
 
 
+def published_manifest(registry: Path, version: str) -> dict | None:
+    """The manifest of a published version; None when the version is not published (yet)."""
+    manifest_file = registry / version / "manifest.json"
+    if version not in read_index(registry)["versions"] or not manifest_file.is_file():
+        return None
+    return _read_json(manifest_file)
+
+
 def check_release_settings(registry: Path, version: str, configured: dict[str, object]) -> None:
     """Refuse, at preview, a stack setting that would change a published release's content.
 

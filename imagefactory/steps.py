@@ -342,6 +342,9 @@ class FormatsResult(Result):
     """The chain of custody: the upstream, then every stage up to this one (imagefactory.stages)."""
     packages: dict[str, Any] = dataclasses.field(default_factory=dict)
     """The recorded package set: its count, packages.tsv and the SBOM file (imagefactory.packages)."""
+    firmwares: list[str] = dataclasses.field(default_factory=list)
+    """What the disk boots under, read offline from its boot chain (imagefactory.bootchain): bios,
+    uefi, secureboot. A manifest without it is a UEFI-only disk of the former stage-0 recipe."""
     boot_checks: list[dict[str, Any]] = dataclasses.field(default_factory=list)
     """The release gate's boots: format, firmware, the version it reported, seconds (imagefactory.bootcheck)."""
 
@@ -370,14 +373,17 @@ class PushRequest(Request):
     )
 
 
-class SharedFile(TypedDict):
+class SharedFile(TypedDict, total=False):
     file: str
     sha256: str
     bytes: int
     url: str
     """s3://bucket/key of the file's object."""
+    web_url: str
+    """The object's address at the store's endpoint, in the endpoint's scheme (pre-signed URLs come
+    from make lookup PRESIGN=…)."""
     https: str
-    """The object's HTTPS URL at the store's endpoint (pre-signed ones come from make lookup PRESIGN=…)."""
+    """What a version pushed before web_url existed recorded under that name (its push is not re-run)."""
 
 
 class SharedEntry(TypedDict):

@@ -280,6 +280,39 @@ def test_a_revoked_version_is_tagged_in_both_clouds_and_leaves_azure_latest(
     run()
 
 
+@pytest.mark.parametrize("stack", ["aws", "azure"])
+@pytest.mark.parametrize("recorded", [None, ["bios", "uefi", "secureboot"]])
+def test_a_published_uefi_only_version_keeps_its_cloud_descriptors_and_a_hybrid_one_claims_both(
+    project: Path, tmp_path: Path, stack: str, recorded: list[str] | None
+) -> None:
+    """A version published before manifests recorded `firmwares` is a UEFI-only disk: its AMI keeps
+    boot mode uefi and its gallery definition no security type, so no published resource changes
+    (an AMI's boot mode would replace it). A hybrid one: uefi-preferred and TrustedLaunchSupported."""
+    registry = registry_with_release(project, tmp_path)
+    (registry / "release-0.1.0").mkdir()
+    formats = {fmt: {} for fmt in ("raw", "qcow2", "vhd", "vmdk", "ova")}
+    manifest = {"version": "release-0.1.0", "formats": formats} | ({"firmwares": recorded} if recorded else {})
+    (registry / "release-0.1.0" / "manifest.json").write_text(json.dumps(manifest))
+    config = stack_config(stack, releases=["release-0.1.0"], buildWorkingTree=False, registryDir=str(registry))
+
+    @pulumi.runtime.test
+    def run():  # type: ignore[no-untyped-def]  # a Pulumi test returns an Output
+        program = run_program(project, config)
+
+        def check(images: dict[str, dict]) -> None:
+            if stack == "aws":
+                modes = {named(f"release-0.1.0{s}")["inputs"].get("bootMode") for s in ("-ami",)}
+                assert modes == {"uefi-preferred" if recorded else "uefi"}
+            else:
+                definition = named("release-0.1.0-definition")["inputs"]
+                trusted = [{"name": "SecurityType", "value": "TrustedLaunchSupported"}]
+                assert definition.get("features") == (trusted if recorded else None)
+
+        return images_of(program).apply(check)
+
+    run()
+
+
 @pytest.mark.parametrize(
     ("stack", "overrides", "key", "expected"),
     [
@@ -454,7 +487,7 @@ def test_an_azure_native_chain_builds_the_functional_version_from_the_base_galle
             assert upstream.endswith("/galleries/imagefactory/images/debian-12-base/versions/0.1.0"), upstream
             definition = RESOURCES["base-definition"]
             assert definition["inputs"]["galleryImageName"] == "debian-12-base"
-            assert definition["inputs"]["features"] == [{"name": "SecurityType", "value": "TrustedLaunchSupported"}]
+            assert "features" not in definition["inputs"], "the stack's one base definition keeps its inputs"
             assert definition["retain_on_delete"] and base_step["protect"], "a released base is kept"
             assert any(urn.endswith("::base-definition") for urn in base_step["dependencies"]), "definition first"
             assert [name for name in RESOURCES if name.endswith("-definition")] == ["base-definition"]
