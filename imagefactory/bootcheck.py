@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import shutil
+import subprocess
 import sys
 import tarfile
 import time
@@ -66,11 +67,12 @@ def boot(
     """Boot one file under one firmware; the record of what it reported, or a FactoryError."""
     what = f"the {fmt.upper()} ({path.name}) under {firmware}"
     started = time.monotonic()
-    guest = vm.Guest(path, work, accelerator, disk_format=vm.QEMU_FORMATS.get(fmt, "vmdk"), firmware=firmware).start()
+    guest = vm.Guest(path, work, accelerator, disk_format=vm.QEMU_FORMATS.get(fmt, "vmdk"), firmware=firmware)
     try:
         try:
+            guest.start()
             guest.wait_ready(deadline)
-        except FactoryError as exc:
+        except (FactoryError, subprocess.SubprocessError, OSError) as exc:
             raise FactoryError(f"boot check: {what} did not boot: {exc}") from None
         stamp = guest.ssh("cat /etc/release")
         reported = parse_stamp(stamp.stdout).get("IMAGE_VERSION") if stamp.returncode == 0 else None
@@ -88,6 +90,8 @@ def boot(
             record["secure_boot"] = state
         record["seconds"] = round(time.monotonic() - started, 1)
         return record
+    except subprocess.TimeoutExpired as exc:  # an SSH command that never answered
+        raise FactoryError(f"boot check: {what} stopped answering: {exc}") from None
     finally:
         guest.stop()
 
@@ -96,6 +100,13 @@ def run(
     files: dict[str, Path], version: str, mode: str, accelerator: str, work: Path, deadline: int = 600
 ) -> list[dict]:
     """Boot every (format, firmware) of the plan; stop at the first that fails, naming it."""
+    try:
+        return _run(files, version, mode, accelerator, work, deadline)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)  # the guests' overlays and logs, whatever happened
+
+
+def _run(files: dict[str, Path], version: str, mode: str, accelerator: str, work: Path, deadline: int) -> list[dict]:
     records = []
     for number, (fmt, firmware) in enumerate(plan(list(files), mode)):
         print(f"boot check: {fmt} under {firmware}", file=sys.stderr, flush=True)
@@ -114,5 +125,4 @@ def run(
                 records.append(boot(disk, "ova", "bios", version, accelerator, work / "ova-bios", deadline))
             finally:
                 disk.unlink(missing_ok=True)
-    shutil.rmtree(work, ignore_errors=True)
     return records

@@ -2,8 +2,9 @@
 
 None of it may decide an image's content, so none of it is ever a resource input: a step reads
 the cache folder from the environment it inherits, paths relative to the project root it runs
-in (the command provider's working directory), and the accelerator and build timeout from the
-host file the program writes on every run. Moving the checkout, switching the accelerator or
+in (the command provider's working directory), and the accelerator, build timeout, boot check
+and top stage from the host file the program writes on every run. Moving the checkout, switching
+the accelerator or the boot check, or
 raising the timeout therefore never updates, rebuilds or blocks a published release.
 """
 

@@ -116,7 +116,7 @@ core = bytearray(open(core_path, "rb").read())
 sectors = -(-len(core) // 512)
 core += bytes(sectors * 512 - len(core))
 struct.pack_into("<Q", boot, 0x5C, start)  # the core image's first sector
-boot[0x66:0x68] = b"\x90\x90"  # a hard disk: use the drive number the BIOS passed, as grub-install does
+boot[0x66:0x68] = b"\x90\x90"  # a hard disk: a bogus drive number from the BIOS is taken as 0x80, as grub-install sets
 struct.pack_into("<QHH", core, 0x200 - 12, start + 1, sectors - 1, 0x820)  # the rest of the core image
 with open(disk, "r+b") as out:
     out.write(boot[:440])  # the boot code only: the disk signature and the protective MBR's entry stay

@@ -37,7 +37,7 @@ def test_a_hybrid_disk_has_a_whole_chain_for_both_firmwares(disk: Path) -> None:
     assert sealcheck.check_disk(disk, "release-0.1.0") == []
 
 
-def test_a_uefi_only_disk_is_refused_for_bios(tmp_path: Path) -> None:
+def test_a_disk_with_neither_chain_is_named_for_both(tmp_path: Path) -> None:
     """A disk with neither chain (no GRUB boot code, no files in the ESP) is named for both."""
     plain = make_gpt_disk(tmp_path, {"/etc/hostname": "x"}, boot_chain=False)
     assert bootchain.check(plain) == [
@@ -86,3 +86,32 @@ def test_a_grub_cfg_that_looks_for_another_root_is_found(disk: Path, tmp_path: P
 def test_a_file_that_is_no_efi_binary_is_named(disk: Path, tmp_path: Path) -> None:
     replace_esp_file(disk, "/EFI/BOOT/BOOTX64.EFI", b"#!/bin/sh\n", tmp_path)
     assert bootchain.check(disk) == [("boot-uefi", "ESP:/EFI/BOOT/BOOTX64.EFI", "not a UEFI SHIM EFI binary")]
+
+
+def test_grub_installs_layout_is_accepted_too(disk: Path, tmp_path: Path) -> None:
+    """Debian's own cloud images (grub-install): the configuration under EFI/debian, which finds
+    the root with search.fs_uuid."""
+    replace_esp_file(disk, "/EFI/BOOT/grub.cfg", None, tmp_path)
+    subprocess.run(["mmd", "-i", f"{disk}@@{esp_offset(disk)}", "::/EFI/debian"], check=True)
+    config = b"search.fs_uuid 6f2d7c3e-5a41-4f0b-9d7e-1c2b3a4d5e6f root\nconfigfile ($root)/boot/grub/grub.cfg\n"
+    replace_esp_file(disk, "/EFI/debian/grub.cfg", config, tmp_path)
+    assert bootchain.check(disk) == []
+    assert bootchain.firmwares(bootchain.check(disk)) == ["bios", "uefi", "secureboot"]
+
+
+def test_a_shim_signed_by_microsofts_2023_ca_is_accepted(disk: Path, tmp_path: Path) -> None:
+    replace_esp_file(disk, "/EFI/BOOT/BOOTX64.EFI", fake_efi_binary(b"UEFI SHIM", b"Microsoft UEFI CA 2023"), tmp_path)
+    assert bootchain.check(disk) == []
+
+
+def test_a_truncated_efi_binary_is_named_not_a_traceback(disk: Path, tmp_path: Path) -> None:
+    replace_esp_file(disk, "/EFI/BOOT/grubx64.efi", fake_efi_binary(b"GRUB", b"Debian Secure Boot")[:0x90], tmp_path)
+    assert bootchain.check(disk) == [("boot-uefi", "ESP:/EFI/BOOT/grubx64.efi", "not a GRUB EFI binary")]
+
+
+def test_the_firmwares_a_disk_boots_under_follow_its_problems() -> None:
+    assert bootchain.firmwares([("boot-bios", "MBR", "x")]) == ["uefi", "secureboot"]
+    assert bootchain.firmwares([("boot-secureboot", "ESP:/EFI/BOOT/BOOTX64.EFI", "x")]) == ["bios", "uefi"]
+    assert bootchain.firmwares([("boot-uefi", "GPT", "x")]) == ["bios"]
+    assert bootchain.version_firmwares(None) == ("bios", "uefi", "secureboot")
+    assert bootchain.version_firmwares({"formats": {}}) == ("uefi",), "published before the record: UEFI only"
