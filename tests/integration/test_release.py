@@ -123,6 +123,7 @@ def test_every_format_booted_under_its_platforms_firmware_before_it_was_publishe
         assert record["version"] == version, (fmt, firmware)
         assert record["firmware_seen"] == ("bios" if firmware == "bios" else "uefi"), (fmt, firmware)
     assert booted[("vhd", "secureboot")]["secure_boot"] == "SecureBoot enabled"
+    assert manifest["firmwares"] == ["bios", "uefi", "secureboot"], "read offline from the boot chain"
     assert booted[("qcow2", "uefi")]["secure_boot"].startswith("SecureBoot disabled")
 
 
