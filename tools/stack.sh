@@ -43,3 +43,10 @@ esac
 if ! pulumi stack select "$stack" --non-interactive 2>/dev/null; then
   pulumi stack init "$stack" --secrets-provider passphrase --non-interactive >/dev/null
 fi
+# The salt changed the file's size, so `git status` lists it as modified although what git stores
+# (the filtered content) is unchanged. When nothing else changed, `git add` refreshes git's record
+# of the file and stages nothing; a file with the user's own edits is left alone.
+file="stacks/Pulumi.$stack.yaml"
+if git -C "$here/.." ls-files --error-unmatch -- "$file" >/dev/null 2>&1 && git -C "$here/.." diff --quiet -- "$file"; then
+  git -C "$here/.." add -- "$file"
+fi
