@@ -105,7 +105,9 @@ class AwsImage(pulumi.ComponentResource):
             deprecation_time=deprecate_at,
             tags=tags,
             region=fixed.region,
-            opts=keep,
+            # The boot mode an AMI was registered with stays: changing it would replace the AMI, and
+            # a release's formats step (its tag's code) may not record the firmwares the program reads.
+            opts=pulumi.ResourceOptions.merge(keep, pulumi.ResourceOptions(ignore_changes=["bootMode"])),
         )
         regions = {fixed.region: ami.id}
         for region in fixed.copy_regions:

@@ -106,7 +106,8 @@ class AzureImage(pulumi.ComponentResource):
             ),
             architecture=compute.Architecture.X64,
             identifier={"publisher": settings.publisher, "offer": settings.offer, "sku": settings.sku},
-            opts=child,
+            # Azure keeps a definition's security type from its creation: so does the stack.
+            opts=pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(ignore_changes=["features"])),
         )
         subscription = authorization.get_client_config_output(opts=pulumi.InvokeOptions(parent=self)).subscription_id
         storage_account_id = pulumi.Output.concat(

@@ -31,6 +31,7 @@ from components.release_version import ReleaseVersion
 from components.upstream_image import UpstreamImage
 from imagefactory import bootchain, registry, stages, versions
 from imagefactory.cloud import is_release_candidate
+from imagefactory.errors import FactoryError
 from imagefactory.settings import Settings
 from imagefactory.steps import ImageEntry, PushRequest, SharedEntry
 
@@ -351,7 +352,10 @@ class Pipeline:
             entry = self.shared(version, entry, published)
         # `make revoke` is carried to the clouds by the next `pulumi up` (README, Channels and revocation).
         revoked = registry.revocation(Path(s.registry_dir), version.name)
-        firmwares = bootchain.version_firmwares(registry.published_manifest(Path(s.registry_dir), version.name))
+        try:
+            firmwares = bootchain.version_firmwares(registry.published_manifest(Path(s.registry_dir), version.name))
+        except FactoryError as exc:  # an unreadable manifest: one line, as every other bad input
+            raise pulumi.RunError(str(exc)) from None
         if s.target == "aws":
             from components.aws_image import AwsImage
 

@@ -34,9 +34,9 @@ SIGNERS = {
 }
 """Each EFI binary of the chain: a mark of what it is, and the signers its certificate table may name
 (Microsoft's 2011 third-party UEFI CA, or its 2023 successor)."""
-GRUB_CONFIGS = ("/EFI/BOOT/grub.cfg", "/EFI/debian/grub.cfg")
-"""Where Debian's signed GRUB looks for its configuration: beside itself, or under its prefix
-(grub-install's layout, as in Debian's own cloud images)."""
+GRUB_CONFIGS = ("/EFI/debian/grub.cfg", "/EFI/BOOT/grub.cfg")
+"""Where Debian's signed GRUB looks for its configuration, in its order: under its prefix
+(grub-install's layout, as in Debian's own cloud images), else beside itself."""
 
 Problem = tuple[str, str, str]
 
@@ -152,7 +152,8 @@ def version_firmwares(manifest: dict | None) -> tuple[str, ...]:
     keep what they were registered with; a version not published yet will be hybrid."""
     if manifest is None:
         return NEW_VERSION_FIRMWARES
-    return tuple(manifest.get("firmwares", ("uefi",)))
+    recorded = manifest.get("firmwares") or ("uefi",)
+    return tuple(str(firmware) for firmware in recorded) if isinstance(recorded, list | tuple) else ("uefi",)
 
 
 def check(disk: Path) -> list[Problem]:

@@ -48,5 +48,5 @@ fi
 # of the file and stages nothing; a file with the user's own edits is left alone.
 file="stacks/Pulumi.$stack.yaml"
 if git -C "$here/.." ls-files --error-unmatch -- "$file" >/dev/null 2>&1 && git -C "$here/.." diff --quiet -- "$file"; then
-  git -C "$here/.." add -- "$file"
+  git -C "$here/.." add -- "$file" 2>/dev/null || true  # only a refresh: never a reason to stop
 fi

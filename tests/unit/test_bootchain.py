@@ -44,7 +44,7 @@ def test_a_disk_with_neither_chain_is_named_for_both(tmp_path: Path) -> None:
         ("boot-bios", "MBR", "its boot code is not GRUB's: a BIOS finds nothing to run"),
         ("boot-uefi", "ESP:/EFI/BOOT/BOOTX64.EFI", "missing"),  # this ESP holds no FAT at all
         ("boot-uefi", "ESP:/EFI/BOOT/grubx64.efi", "missing"),
-        ("boot-uefi", "ESP:/EFI/BOOT/grub.cfg", "missing"),
+        ("boot-uefi", "ESP:/EFI/debian/grub.cfg", "missing"),
     ]
 
 
