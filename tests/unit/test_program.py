@@ -143,6 +143,17 @@ def registry_with_release(project: Path, tmp_path: Path) -> Path:
     return registry
 
 
+def run_release_program(project: Path, stack: str, registry: Path, check: Any) -> None:
+    """The real program of a `stack` stack holding release-0.1.0 with `registry`; `check` reads its images."""
+    config = stack_config(stack, releases=["release-0.1.0"], buildWorkingTree=False, registryDir=str(registry))
+
+    @pulumi.runtime.test
+    def run():  # type: ignore[no-untyped-def]  # a Pulumi test returns an Output
+        return images_of(run_program(project, config)).apply(check)
+
+    run()
+
+
 SHARED = "s3://images/team?endpoint=http://127.0.0.1:1&pathStyle=true"
 
 
@@ -259,25 +270,18 @@ def test_a_revoked_version_is_tagged_in_both_clouds_and_leaves_azure_latest(
 
     registry = registry_with_release(project, tmp_path)
     channels.revoke(registry, "release-0.1.0", "CVE-2026-0001", at="2026-11-28T10:00:00Z", by="t")
-    config = stack_config(stack, releases=["release-0.1.0"], buildWorkingTree=False, registryDir=str(registry))
 
-    @pulumi.runtime.test
-    def run():  # type: ignore[no-untyped-def]  # a Pulumi test returns an Output
-        program = run_program(project, config)
+    def check(images: dict[str, dict]) -> None:
+        if stack == "aws":
+            for suffix in ("-snapshot", "-ami", "-ami-eu-central-1", "-ami-us-east-1"):
+                assert named(f"release-0.1.0{suffix}")["inputs"]["tags"]["ImageRevoked"] == "CVE-2026-0001"
+        else:
+            version = named("release-0.1.0-version")["inputs"]
+            assert version["publishingProfile"]["excludeFromLatest"] is True
+            assert version["publishingProfile"]["endOfLifeDate"] == "2026-11-28T10:00:00Z"
+            assert version["tags"]["ImageRevoked"] == "CVE-2026-0001"
 
-        def check(images: dict[str, dict]) -> None:
-            if stack == "aws":
-                for suffix in ("-snapshot", "-ami", "-ami-eu-central-1", "-ami-us-east-1"):
-                    assert named(f"release-0.1.0{suffix}")["inputs"]["tags"]["ImageRevoked"] == "CVE-2026-0001"
-            else:
-                version = named("release-0.1.0-version")["inputs"]
-                assert version["publishingProfile"]["excludeFromLatest"] is True
-                assert version["publishingProfile"]["endOfLifeDate"] == "2026-11-28T10:00:00Z"
-                assert version["tags"]["ImageRevoked"] == "CVE-2026-0001"
-
-        return images_of(program).apply(check)
-
-    run()
+    run_release_program(project, stack, registry, check)
 
 
 @pytest.mark.parametrize("stack", ["aws", "azure"])
@@ -293,24 +297,16 @@ def test_a_published_uefi_only_version_keeps_its_cloud_descriptors_and_a_hybrid_
     formats = {fmt: {} for fmt in ("raw", "qcow2", "vhd", "vmdk", "ova")}
     manifest = {"version": "release-0.1.0", "formats": formats} | ({"firmwares": recorded} if recorded else {})
     (registry / "release-0.1.0" / "manifest.json").write_text(json.dumps(manifest))
-    config = stack_config(stack, releases=["release-0.1.0"], buildWorkingTree=False, registryDir=str(registry))
 
-    @pulumi.runtime.test
-    def run():  # type: ignore[no-untyped-def]  # a Pulumi test returns an Output
-        program = run_program(project, config)
+    def check(images: dict[str, dict]) -> None:
+        if stack == "aws":
+            assert named("release-0.1.0-ami")["inputs"].get("bootMode") == ("uefi-preferred" if recorded else "uefi")
+        else:
+            definition = named("release-0.1.0-definition")["inputs"]
+            trusted = [{"name": "SecurityType", "value": "TrustedLaunchSupported"}]
+            assert definition.get("features") == (trusted if recorded else None)
 
-        def check(images: dict[str, dict]) -> None:
-            if stack == "aws":
-                modes = {named(f"release-0.1.0{s}")["inputs"].get("bootMode") for s in ("-ami",)}
-                assert modes == {"uefi-preferred" if recorded else "uefi"}
-            else:
-                definition = named("release-0.1.0-definition")["inputs"]
-                trusted = [{"name": "SecurityType", "value": "TrustedLaunchSupported"}]
-                assert definition.get("features") == (trusted if recorded else None)
-
-        return images_of(program).apply(check)
-
-    run()
+    run_release_program(project, stack, registry, check)
 
 
 @pytest.mark.parametrize(
