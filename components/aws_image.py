@@ -16,10 +16,14 @@ from typing import NotRequired, TypedDict
 
 import pulumi
 import pulumi_aws as aws
+from pulumi_command import local
 
+from components._command import step_script
 from imagefactory.aws_import import layout
 from imagefactory.bootchain import NEW_VERSION_FIRMWARES
 from imagefactory.cloud import AwsSettings, deprecation_time, image_tags
+
+DEPRECATE_NOW = 'aws_lifecycle deprecate-now --owner self --region "$REGION" --image-id "$IMAGE_ID"'
 
 
 class AwsImageArgs(TypedDict):
@@ -35,7 +39,8 @@ class AwsImageArgs(TypedDict):
     image_name: str
     settings: AwsSettings
     revoked: NotRequired[str]
-    """The reason of the registry's revocation of this version: tagged ImageRevoked on every AMI."""
+    """The reason of the registry's revocation of this version: tagged ImageRevoked on every AMI,
+    and every AMI deprecated at once (the next minute) by the `pulumi up` that carries it."""
     firmwares: NotRequired[tuple[str, ...]]
     """What the version's disk boots under (bootchain.version_firmwares): its AMIs' boot mode."""
 
@@ -84,6 +89,9 @@ class AwsImage(pulumi.ComponentResource):
             opts=keep,
         )
         image = fixed.image
+        # A revoked version's AMIs are deprecated now, by a step (EC2 takes no past time, so a
+        # fixed deprecation time cannot say "now"); the stack then never moves that time back.
+        revoked = ["deprecationTime"] if args.get("revoked") else []
         ami = aws.ec2.Ami(
             f"{name}-ami",
             name=image.name,
@@ -107,7 +115,7 @@ class AwsImage(pulumi.ComponentResource):
             region=fixed.region,
             # The boot mode an AMI was registered with stays: changing it would replace the AMI, and
             # a release's formats step (its tag's code) may not record the firmwares the program reads.
-            opts=pulumi.ResourceOptions.merge(keep, pulumi.ResourceOptions(ignore_changes=["bootMode"])),
+            opts=pulumi.ResourceOptions.merge(keep, pulumi.ResourceOptions(ignore_changes=["bootMode", *revoked])),
         )
         regions = {fixed.region: ami.id}
         for region in fixed.copy_regions:
@@ -119,8 +127,18 @@ class AwsImage(pulumi.ComponentResource):
                 deprecation_time=deprecate_at,
                 tags=tags,
                 region=region,
-                opts=keep,
+                opts=pulumi.ResourceOptions.merge(keep, pulumi.ResourceOptions(ignore_changes=revoked)),
             )
             regions[region] = copy.id
+        if args.get("revoked"):
+            for region, image_id in regions.items():
+                local.Command(
+                    f"{name}-deprecate-{region}",
+                    create=step_script(DEPRECATE_NOW),
+                    environment={"PYTHONPATH": ".", "REGION": region, "IMAGE_ID": image_id},
+                    triggers=[image_id, args["revoked"]],
+                    logging=local.Logging.STDERR,
+                    opts=pulumi.ResourceOptions(parent=self),
+                )
         self.amis = pulumi.Output.all(**regions)
         self.register_outputs({"amis": self.amis})

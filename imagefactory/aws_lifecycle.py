@@ -99,6 +99,14 @@ def revoke(ec2, version: str, owner: str, reason: str, now: dt.datetime) -> dict
     return {"image_id": image_id, "revoked": reason, "deprecate_at": at}
 
 
+def deprecate_now(ec2, image_id: str, now: dt.datetime) -> str:
+    """Deprecate one AMI (by id) at the next whole minute: what a revocation carried by `pulumi up`
+    does in each region, where the stack already tags the AMI ImageRevoked."""
+    at = (now.replace(second=0, microsecond=0) + dt.timedelta(minutes=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    ec2.enable_image_deprecation(ImageId=image_id, DeprecateAt=at)
+    return at
+
+
 def deregister(ec2, version: str, owner: str) -> dict[str, Any]:
     """Deregister the version's AMI, then delete the snapshots it was made of."""
     image_id = find_ami(ec2, version, owner)
@@ -116,16 +124,23 @@ def deregister(ec2, version: str, owner: str) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Lifecycle of published AMIs, by version.")
-    parser.add_argument("command", choices=("list", "copy", "deprecate", "revoke", "deregister"))
+    parser.add_argument("command", choices=("list", "copy", "deprecate", "revoke", "deregister", "deprecate-now"))
     parser.add_argument("--owner", required=True, help="the account that owns the AMIs (always pinned)")
     parser.add_argument("--region", default="us-east-1")
     parser.add_argument("--version")
     parser.add_argument("--to", action="append", default=[], help="copy: a destination region (repeatable)")
     parser.add_argument("--at", help="deprecate: RFC 3339 time, e.g. 2027-01-01T00:00:00Z")
     parser.add_argument("--reason", default="", help="revoke: why the version must never be launched again")
+    parser.add_argument("--image-id", help="deprecate-now: the AMI to deprecate at the next minute")
     parser.add_argument("--endpoint-url")
     args = parser.parse_args(argv)
     try:
+        if args.command == "deprecate-now":
+            if not args.image_id:
+                raise FactoryError("deprecate-now needs --image-id (e.g. ami-0123456789abcdef0)")
+            at = deprecate_now(client(args.region, args.endpoint_url), args.image_id, dt.datetime.now(dt.UTC))
+            print(json.dumps({"image_id": args.image_id, "deprecate_at": at}))
+            return 0
         if args.command != "list" and not args.version:
             raise FactoryError(f"{args.command} needs --version (e.g. release-0.1.0)")
         ec2 = client(args.region, args.endpoint_url)

@@ -193,7 +193,7 @@ def build(opts: BuildRequest, accelerator_choice: str, timeout_minutes: int, cac
         env["PACKER_NO_COLOR"] = "1"
         print(f"build: packer build of {version} ({accelerator}); log: {log}", file=sys.stderr)
         code = run_packer(
-            ["packer", "build", "-color=false", "-on-error=cleanup", "-only=qemu.local", "."],
+            ["packer", "build", "-color=false", "-timestamp-ui", "-on-error=cleanup", "-only=qemu.local", "."],
             log,
             source / "packer",
             env,

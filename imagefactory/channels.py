@@ -125,7 +125,7 @@ def revoke(registry: Path, version: str, reason: str, *, at: str = "", by: str =
     preview shows."""
     if not reason.strip():
         raise FactoryError("REASON is empty; say why the version must never be launched again")
-    targets = [(registry, version)] + [(registry.parent.parent, child) for child in reg.built_on(registry, version)]
+    targets = [(registry, version), *reg.built_on(registry, version)]
     done = []
     for where, name in targets:
         with reg.locked(where):
@@ -140,7 +140,7 @@ def revoke(registry: Path, version: str, reason: str, *, at: str = "", by: str =
                 "reason": reason.strip(),
                 "at": at or now(),
                 "by": by or who(),
-                "because": None if name == version else f"{registry.name} {version}",
+                "because": None if (where, name) == (registry, version) else f"{registry.name} {version}",
             }
             _append(where / reg.REVOCATIONS, record)
             index["versions"][name]["revoked"] = {"at": record["at"], "reason": record["reason"]}

@@ -278,27 +278,31 @@ def publish(registry: Path, staging: Path, version: str) -> ImageEntry:
     return entry(registry, manifest)
 
 
-def built_on(registry: Path, version: str, releases_only: bool = False) -> list[str]:
-    """For a stage registry (<top>/stages/<stage>): the versions of the top registry whose chain
-    of custody names this version of the stage (only releases with releases_only); none for a
-    top registry."""
+def built_on(registry: Path, version: str, releases_only: bool = False) -> list[tuple[Path, str]]:
+    """For a stage registry (<top>/stages/<stage>): every (registry, version) whose chain of
+    custody names this version of the stage, at any depth: the top registry's images and the later
+    stages' versions (only releases with releases_only); none for a top registry."""
     if registry.parent.name != "stages":
         return []
     top, stage = registry.parent.parent, registry.name
     children = []
-    for name in sorted(read_index(top)["versions"]):
-        manifest = top / name / "manifest.json"
-        if (releases_only and is_dev(name)) or not manifest.is_file():
+    for where in [top, *sorted(p for p in registry.parent.iterdir() if p.is_dir() and p != registry)]:
+        if not (where / "index.json").is_file():
             continue
-        chain = _read_json(manifest).get("chain", [])
-        if any(link.get("stage") == stage and link.get("version") == version for link in chain[1:-1]):
-            children.append(name)
+        for name in sorted(read_index(where)["versions"]):
+            manifest = where / name / "manifest.json"
+            if (releases_only and is_dev(name)) or not manifest.is_file():
+                continue
+            chain = _read_json(manifest).get("chain", [])
+            if any(link.get("stage") == stage and link.get("version") == version for link in chain[1:-1]):
+                children.append((where, name))
     return children
 
 
 def released_children(registry: Path, version: str) -> list[str]:
     """The releases built on this version of a stage: a development parent of a release never changes."""
-    return built_on(registry, version, releases_only=True)
+    found = built_on(registry, version, releases_only=True)
+    return [f"stage {where.name} {name}" if where.parent.name == "stages" else name for where, name in found]
 
 
 def read_journal(path: Path) -> list[dict]:

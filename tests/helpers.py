@@ -152,5 +152,7 @@ def fake_step_result(name: str, inputs: dict[str, Any]) -> dict[str, Any]:
         if name.endswith("-azure-packer")
         else {},
     }
+    if "-deprecate-" in name:  # aws_lifecycle deprecate-now, in one region
+        return {"image_id": env.get("IMAGE_ID", ""), "deprecate_at": "2026-11-28T10:01:00Z"}
     result = results[max((s for s in results if name.endswith(s)), key=len)]
     return result.to_json() if isinstance(result, steps.Result) else result

@@ -26,6 +26,12 @@ if bool(pinned) == bool(channel):
 # The image stack's registry (its `registry` output), where channels and revocations are kept.
 # Relative paths are from this project's folder, where Pulumi runs the program (as stateDir is).
 registry_dir = Path(config.get("imageRegistry") or "../../.state/registry")
+if not (registry_dir / "index.json").is_file():
+    # Never launch unchecked: without the registry no revocation could be seen.
+    raise pulumi.RunError(
+        f"imageRegistry {registry_dir} holds no image registry (no index.json), so revocations cannot be checked; "
+        "accepted: the image stack's registry folder (its `registry` output), absolute or relative to this project"
+    )
 state_dir = config.get("stateDir") or ".state/vms"
 try:
     version = channels.resolve(registry_dir, channel) if channel else str(pinned)

@@ -105,6 +105,14 @@ def test_the_app_refuses_a_revoked_version_or_an_unclear_choice_before_launching
     assert not LAUNCHED, "nothing is launched"
 
 
+def test_the_app_never_launches_unchecked_when_its_registry_is_not_there(reg: Path, tmp_path: Path) -> None:
+    """A wrong imageRegistry would hide every revocation: the app stops instead of launching."""
+    channels.revoke(reg, "release-0.2.0", "CVE-1")
+    with pytest.raises(pulumi.RunError, match=r"imageRegistry .*/elsewhere holds no image registry .*revocations"):
+        run_app({"imageVersion": "release-0.2.0", "imageRegistry": str(tmp_path / "elsewhere")})
+    assert not LAUNCHED, "nothing is launched"
+
+
 @pytest.mark.parametrize("strategy", ["replace", "in-place"])
 def test_the_upgrade_strategy_decides_whether_a_new_version_replaces_or_updates_the_vm(
     reg: Path, strategy: str

@@ -2,6 +2,7 @@
 EnableImageDeprecation)."""
 
 import boto3
+import pytest
 from botocore.stub import Stubber
 
 from imagefactory import aws_lifecycle
@@ -93,3 +94,26 @@ def test_a_revocation_needs_a_reason_that_fits_a_tag() -> None:
     for reason in ("", "x" * 257):
         with Stubber(ec2), pytest.raises(FactoryError, match=r"--reason has \d+ characters; accepted: 1 to 256"):
             aws_lifecycle.revoke(ec2, "release-0.2.0", "1", reason, dt.datetime.now(dt.UTC))
+
+
+def test_deprecate_now_deprecates_one_ami_by_id_at_the_next_minute() -> None:
+    """What the stack's `pulumi up` runs in each region once a version is revoked."""
+    import datetime as dt
+
+    ec2 = boto3.client("ec2", region_name="eu-west-1", aws_access_key_id="x", aws_secret_access_key="x")
+    with Stubber(ec2) as stub:
+        stub.add_response(
+            "enable_image_deprecation",
+            {"Return": True},
+            {"ImageId": "ami-0123456789abcdef0", "DeprecateAt": "2026-11-28T10:16:00Z"},
+        )
+        at = aws_lifecycle.deprecate_now(
+            ec2, "ami-0123456789abcdef0", dt.datetime(2026, 11, 28, 10, 15, 59, tzinfo=dt.UTC)
+        )
+        stub.assert_no_pending_responses()
+    assert at == "2026-11-28T10:16:00Z"
+
+
+def test_deprecate_now_without_an_image_id_is_one_line(capsys: pytest.CaptureFixture[str]) -> None:
+    assert aws_lifecycle.main(["deprecate-now", "--owner", "self"]) == 1
+    assert capsys.readouterr().err.strip() == "aws: deprecate-now needs --image-id (e.g. ami-0123456789abcdef0)"

@@ -178,3 +178,55 @@ def test_the_image_stack_exports_each_channel_with_its_state_and_history(reg: Pa
     }
     assert exported["nightly"]["dev"] is True and exported["nightly"]["revoked"] is False
     assert channels.summary(reg.parent / "empty") == {}
+
+
+def test_revoking_a_base_revokes_every_later_stage_and_image_built_on_it(tmp_path: Path) -> None:
+    """Three stages: base, then a middle stage built on it, then the image. Revoking the base
+    revokes the middle stage's version too, so nothing is ever built on it again, and the image."""
+    top = tmp_path / "reg"
+    base = publish_stage(top, "base", "release-0.1.0", b"base disk", "k1", tmp_path)
+    middle = tmp_path / "staging-middle"
+    middle.mkdir()
+    (middle / "mid.qcow2").write_bytes(b"middle disk")
+    digest = file_digest(middle / "mid.qcow2")
+    mid_manifest = {
+        **{k: base[k] for k in ("commit", "build_time", "upstream", "sealed_raw_sha256", "recipe")},
+        "version": "release-0.1.0",
+        "stage": "middle",
+        "stage_key": "k2",
+        "formats": {"qcow2": {"file": "mid.qcow2", "bytes": 11, "sha256": digest}},
+        "chain": [
+            base["chain"][0],
+            stages.stage_link("base", base, "qcow2"),
+            {"stage": "middle", "version": "release-0.1.0"},
+        ],
+    }
+    (middle / "manifest.json").write_text(json.dumps(mid_manifest))
+    (middle / "SHA256SUMS").write_text(format_sums({"mid.qcow2": digest}))
+    mid_registry = stages.stage_registry(top, "middle")
+    registry.publish(mid_registry, middle, "release-0.1.0")
+    image = tmp_path / "staging-top"
+    image.mkdir()
+    (image / "top.raw").write_bytes(b"image")
+    digest = file_digest(image / "top.raw")
+    manifest = {
+        "version": "release-0.1.0",
+        "commit": "d" * 40,
+        "build_time": "t",
+        "chain": [
+            *mid_manifest["chain"][:2],
+            stages.stage_link("middle", mid_manifest, "qcow2"),
+            {"stage": "functional"},
+        ],
+        "upstream": {"source": "s", "sha256": "p"},
+        "formats": {"raw": {"file": "top.raw", "bytes": 5, "sha256": digest}},
+    }
+    (image / "manifest.json").write_text(json.dumps(manifest))
+    (image / "SHA256SUMS").write_text(format_sums({"top.raw": digest}))
+    registry.publish(top, image, "release-0.1.0")
+    base_registry = stages.stage_registry(top, "base")
+    done = channels.revoke(base_registry, "release-0.1.0", "hardening gap", at="t")
+    assert done == [(base_registry, "release-0.1.0"), (top, "release-0.1.0"), (mid_registry, "release-0.1.0")]
+    assert channels.revocations(mid_registry)["release-0.1.0"]["because"] == "base release-0.1.0"
+    with pytest.raises(FactoryError, match=r"revoked since t: hardening gap"):
+        resolve_parent(top, "middle", "release-0.1.0", "release-0.2.0")

@@ -1,5 +1,7 @@
 """In-place upgrades move a machine forward between releases only, and keep its history."""
 
+import os
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -120,3 +122,44 @@ def test_a_failed_run_names_its_task_and_the_recap_counts_changes() -> None:
     assert upgrade.failed_task(clean) is None
     assert upgrade.recap(clean.replace("changed=2", "changed=0"))["changed"] == 0
     assert upgrade.recap("no recap") == {}
+
+
+def _git(repo: Path, *args: str) -> str:
+    env = {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t"}
+    done = subprocess.run(["git", "-C", str(repo), *args], capture_output=True, text=True, env={**os.environ, **env})
+    assert done.returncode == 0, done.stderr
+    return done.stdout.strip()
+
+
+def test_an_in_place_upgrade_applies_the_roles_of_the_tag_and_never_the_working_tree(tmp_path: Path) -> None:
+    """B's roles come from B's tag (git archive), whatever the checkout holds now; a tag that moved
+    away from the image's commit, or a tree without the upgrade playbook, is refused."""
+    from imagefactory.launch_local import _tag_tree
+
+    repo = tmp_path / "repo"
+    (repo / "ansible").mkdir(parents=True)
+    _git(repo, "init", "-q")
+    (repo / "ansible" / upgrade.PLAYBOOK).write_text("# the tag's playbook\n")
+    (repo / "ansible" / "site.yml").write_text("# a stage's playbook\n")
+    _git(repo, "add", ".")
+    _git(repo, "commit", "-q", "-m", "0.2.0")
+    _git(repo, "tag", "release-0.2.0")
+    commit = _git(repo, "rev-parse", "HEAD")
+    # The working tree moves on (and is left dirty): the upgrade must not see it.
+    (repo / "ansible" / upgrade.PLAYBOOK).write_text("# a later commit\n")
+    _git(repo, "commit", "-q", "-am", "later")
+    (repo / "ansible" / upgrade.PLAYBOOK).write_text("# uncommitted\n")
+    for folder in "abc":
+        (tmp_path / folder).mkdir()
+    tree = _tag_tree(repo, "release-0.2.0", commit, tmp_path / "a")
+    assert (tree / upgrade.PLAYBOOK).read_text() == "# the tag's playbook\n"
+
+    with pytest.raises(FactoryError, match=r"tag release-0\.2\.0 points at .*, but the image was built from"):
+        _tag_tree(repo, "release-0.2.0", _git(repo, "rev-parse", "HEAD"), tmp_path / "b")
+
+    (repo / "ansible" / upgrade.PLAYBOOK).unlink()
+    _git(repo, "commit", "-q", "-am", "no upgrade playbook")
+    _git(repo, "tag", "release-0.0.9")
+    old = _git(repo, "rev-parse", "HEAD")
+    with pytest.raises(FactoryError, match=r"release-0\.0\.9 predates in-place upgrades"):
+        _tag_tree(repo, "release-0.0.9", old, tmp_path / "c")
