@@ -133,7 +133,7 @@ def upgrade_in_place(env: dict[str, str], previous_stdout: str, repo: Path = PRO
         tree = _tag_tree(repo, target, image_stamp["IMAGE_COMMIT"], Path(tmp))
         _ssh(guest, f"sudo cp -a /etc/release {BACKUP}")
         try:
-            output, code = _apply(guest, tree, values, log)
+            output, code = apply_roles(guest, tree, values, log)
         finally:
             if code != 0:  # failed or interrupted: the machine keeps saying what it ran
                 restored = guest.ssh(RESTORE, timeout=120)
@@ -213,7 +213,8 @@ def _tag_tree(repo: Path, version: str, commit: str, into: Path) -> Path:
     return into / "ansible"
 
 
-def _apply(guest: Guest, tree: Path, values: dict[str, str], log: Path) -> tuple[str, int]:
+def apply_roles(guest: Guest, tree: Path, values: dict[str, str], log: Path) -> tuple[str, int]:
+    """Run ansible/upgrade.yml of `tree` against the running guest; its output and exit code."""
     (tree / "upgrade-vars.json").write_text(json.dumps(values))
     env = {
         **os.environ,

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from imagefactory import packages, vm
+from imagefactory import launch_local, packages, upgrade, vm
 from imagefactory.checksums import file_digest, parse_sums
 from imagefactory.debugfs import Filesystem
 from imagefactory.errors import FactoryError
@@ -379,3 +379,23 @@ def test_a_tampered_base_stops_the_next_functional_build_naming_both_digests(rel
         base_file.write_bytes(original)
     assert file_digest(base_file) == published
     assert only_version(released)[1] == image, "the published version is untouched"
+
+
+def test_every_role_applied_again_to_a_launched_machine_changes_nothing(
+    released: Project, guest: vm.Guest, tmp_path: Path
+) -> None:
+    """Idempotence, as ansible-lint's check runs it, for every role an in-place upgrade applies
+    (hardening, the full baseline with its packages and time sync, the service, the stamp): the
+    roles the image was built with, applied again to a machine launched from it, report changed=0.
+    The seal is never applied to a running machine (ansible/upgrade.yml)."""
+    stamp = parse_stamp(as_user(guest, "cat /etc/release"))
+    tree = tmp_path / "ansible"
+    shutil.copytree(released.path / "ansible", tree)
+    output, code = launch_local.apply_roles(guest, tree, upgrade.ansible_vars(stamp, ()), tmp_path / "apply.log")
+    assert code == 0, output[-3000:]
+    assert upgrade.recap(output) == {"ok": upgrade.recap(output)["ok"], "changed": 0, "unreachable": 0, "failed": 0}, (
+        "\n".join(line for line in output.splitlines() if line.startswith(("changed:", "TASK")))[-4000:]
+    )
+    for role in ("hardening", "baseline", "health", "release"):
+        assert f"TASK [{role} :" in output, f"the {role} role ran"
+    assert "TASK [baseline : Install the baseline packages]" in output, "the full baseline, packages included"
