@@ -34,6 +34,9 @@ class LaunchTemplateArgs(TypedDict, total=False):
     """local: auto (probe KVM with a real boot), kvm or tcg."""
     upgrade: str
     """local: replace (default: a new version replaces the VM) or in-place (it updates the VM)."""
+    registry: str
+    """local: the shared s3://… registry (with ?endpoint=…) the QCOW2 is fetched from when its path is
+    not on this machine (an application on another machine than the builder)."""
     region: str
     """aws: the region whose AMI is launched."""
     instance_type: str
@@ -106,6 +109,8 @@ class LaunchTemplate(pulumi.ComponentResource):
                 "state_dir": args.get("state_dir", ".state/vms"),
                 "accelerator": args.get("accelerator", "auto"),
                 **({"strategy": strategy} if in_place else {}),
+                # Another machine than the builder's: the QCOW2 comes from the shared registry.
+                **({"shared_registry": args["registry"]} if args.get("registry") else {}),
             },
             # Replace: the version is the machine's identity, so a new version replaces the VM.
             # In place: the machine is its own; a new version is an update of it (its inputs change).

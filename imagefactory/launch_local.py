@@ -47,6 +47,8 @@ def create(env: dict[str, str]) -> dict[str, object]:
     request = LaunchRequest.parse([], env)
     image = request.image_path
     version = request.version
+    if not image.is_file() and request.shared_registry:
+        image = fetch_shared(request)
     if not image.is_file():
         raise FactoryError(f"image {image} of {version} does not exist; is the version still published?")
     if file_digest(image) != request.image_sha256:
@@ -79,6 +81,24 @@ def create(env: dict[str, str]) -> dict[str, object]:
         "reported_version": reported,
         **({"history": [version]} if in_place else {}),
     }
+
+
+def fetch_shared(request: LaunchRequest) -> Path:
+    """The version's QCOW2 from the shared registry, kept under the state folder by its digest:
+    what an application on another machine than the builder boots. The store refuses a revoked
+    version; the download is checked against its SHA-256 and renamed into place only then."""
+    from imagefactory import s3registry
+
+    store = s3registry.parse(request.shared_registry or "", "SHARED_REGISTRY")
+    folder = request.state_dir.resolve() / "images" / request.image_sha256
+    cached = folder / request.image_path.name
+    if cached.is_file() and file_digest(cached) == request.image_sha256:
+        return cached
+    print(
+        f"launch: {request.image_path} is not on this machine; fetching {request.version} from {store.url}",
+        file=sys.stderr,
+    )
+    return s3registry.fetch(store, request.version, "qcow2", folder)
 
 
 # The code tree this module runs from: a checkout of the image project, whose tags are the releases.

@@ -691,6 +691,21 @@ def entry(store: Store, document: dict, s3: Any = None, presign: int = 0) -> dic
     }
 
 
+def presigned(store: Store, shared: dict, seconds: int, now: dt.datetime | None = None) -> dict:
+    """`shared` (an entry) with a pre-signed HTTPS URL per format, living `seconds`, and when it
+    expires. Signing is local: no request reaches the store."""
+    if not 1 <= seconds <= PRESIGN_MAX:
+        raise FactoryError(f"a pre-signed URL lives 1 to {PRESIGN_MAX} seconds (7 days); {seconds} was asked for")
+    s3 = client(store)
+    expires = ((now or dt.datetime.now(dt.UTC)) + dt.timedelta(seconds=seconds)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    formats = {}
+    for fmt, item in shared["formats"].items():
+        key = store.key("blobs", "sha256", item["sha256"])
+        url = s3.generate_presigned_url("get_object", Params={"Bucket": store.bucket, "Key": key}, ExpiresIn=seconds)
+        formats[fmt] = {**item, "presigned": url, "presigned_expires": expires}
+    return {**shared, "formats": formats}
+
+
 def versions(store: Store, s3: Any = None) -> list[str]:
     s3 = s3 or client(store)
     prefix = store.key("versions") + "/"

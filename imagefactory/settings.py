@@ -39,6 +39,7 @@ KEYS: dict[str, str] = {
     "upstreamFallback": "string",
     "registryDir": "string",
     "registry": "string",
+    "presignSeconds": "integer",
     "workDir": "string",
     "imageName": "string",
     "formats": "array",
@@ -68,6 +69,9 @@ class Settings:
     shared_registry: str = ""
     """s3://bucket/prefix?…: where every version is published for the team too (imagefactory.s3registry);
     "" when the registry is this machine's folder only."""
+    presign_seconds: int = 0
+    """With a shared registry: each format's entry in the `images` output also gets a pre-signed
+    HTTPS URL living this long, signed afresh by every `pulumi up` (0: none)."""
     work_dir: str = ".state/work"
     formats: tuple[str, ...] = ("raw", "qcow2", "vhd", "vmdk", "ova")
     ova_manifest: str = "sha256"
@@ -220,6 +224,12 @@ def validate(raw: dict[str, Any], project_root: Path | None = None) -> Settings:
             "imagefactory:registry is an S3 registry, and a native cloud build publishes no files to share; "
             "accepted with it: the local target or an import mode"
         )
+    presign = _int_in("presignSeconds", get("presignSeconds", 0), 0, 7 * 24 * 3600)
+    if presign and not shared_registry:
+        raise FactoryError(
+            "imagefactory:presignSeconds is set, and imagefactory:registry is not an s3://… registry; a pre-signed "
+            "URL is an address in the shared registry: set the registry, or presignSeconds to 0"
+        )
     return Settings(
         target=target,
         releases=tuple(releases),
@@ -230,6 +240,7 @@ def validate(raw: dict[str, Any], project_root: Path | None = None) -> Settings:
         upstream_fallback=_one_of("upstreamFallback", get("upstreamFallback", "stage0"), FALLBACKS),
         registry_dir=registry_dir,
         shared_registry=shared_registry,
+        presign_seconds=presign,
         work_dir=_state_folder("workDir", get("workDir", defaults.work_dir), project_root),
         formats=tuple(dict.fromkeys(formats)),
         ova_manifest=_one_of("ovaManifest", get("ovaManifest", defaults.ova_manifest), MANIFEST_DIGESTS),

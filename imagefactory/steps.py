@@ -497,6 +497,13 @@ class LaunchRequest(Request):
         doc="in-place: the VM gets its own full disk and moves between versions by `launch_local upgrade`; "
         "unset: replace (a copy-on-write overlay, replaced on a new version)",
     )
+    shared_registry: str | None = arg(
+        "SHARED_REGISTRY",
+        cli=False,
+        default=None,
+        doc="s3://… registry (with its ?endpoint=…) to fetch the QCOW2 from when IMAGE_PATH is not on this "
+        "machine: an application on another machine than the builder",
+    )
 
 
 ALL_REQUESTS: tuple[type[Request], ...] = (

@@ -13,7 +13,7 @@ from pathlib import Path
 import pulumi
 
 from components.launch_template import STRATEGIES, LaunchTemplate, require_version
-from imagefactory import channels, launch_local, registry
+from imagefactory import channels, launch_local, registry, s3registry
 from imagefactory.errors import FactoryError
 
 config = pulumi.Config()
@@ -25,17 +25,30 @@ if bool(pinned) == bool(channel):
     )
 # The image stack's registry (its `registry` output), where channels and revocations are kept.
 # Relative paths are from this project's folder, where Pulumi runs the program (as stateDir is).
-registry_dir = Path(config.get("imageRegistry") or "../../.state/registry")
-if not (registry_dir / "index.json").is_file():
-    # Never launch unchecked: without the registry no revocation could be seen.
-    raise pulumi.RunError(
-        f"imageRegistry {registry_dir} holds no image registry (no index.json), so revocations cannot be checked; "
-        "accepted: the image stack's registry folder (its `registry` output), absolute or relative to this project"
-    )
+image_registry = config.get("imageRegistry") or "../../.state/registry"
 state_dir = config.get("stateDir") or ".state/vms"
 try:
-    version = channels.resolve(registry_dir, channel) if channel else str(pinned)
-    registry.check_not_revoked(registry_dir, version)
+    if image_registry.startswith("s3://"):
+        # Another machine than the builder's: the shared registry decides (it refuses a revoked
+        # version), and the launch fetches the QCOW2 from it.
+        if channel:
+            raise FactoryError(
+                "imageChannel needs the image stack's registry folder (channels are kept there, not in the shared "
+                "registry); on another machine pin imageVersion"
+            )
+        version = str(pinned)
+        s3registry.lookup(s3registry.parse(image_registry, "imageRegistry"), version, "qcow2")
+    else:
+        registry_dir = Path(image_registry)
+        if not (registry_dir / "index.json").is_file():
+            # Never launch unchecked: without the registry no revocation could be seen.
+            raise FactoryError(
+                f"imageRegistry {registry_dir} holds no image registry (no index.json), so revocations cannot be "
+                "checked; accepted: the image stack's registry folder (its `registry` output), absolute or relative "
+                "to this project, or its shared s3://… registry"
+            )
+        version = channels.resolve(registry_dir, channel) if channel else str(pinned)
+        registry.check_not_revoked(registry_dir, version)
 except FactoryError as exc:
     vms = launch_local.running(Path(state_dir), "app")
     still = f": {', '.join(vms)}" if vms else " (none runs now)"
@@ -60,6 +73,7 @@ app = LaunchTemplate(
         "state_dir": state_dir,
         # replace (turn-and-burn, the default) or in-place (README, "Upgrading fleets").
         "upgrade": strategy,
+        **({"registry": image_registry} if image_registry.startswith("s3://") else {}),
     },
 )
 pulumi.export("imageVersion", version)

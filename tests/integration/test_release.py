@@ -247,14 +247,17 @@ def test_the_release_and_the_app_run_with_their_state_and_registry_in_s3(
     released: Project, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A team moves to object storage: the stack's state is copied into a bucket (the file backend's
-    tree is the S3 backend's layout), the registry is set to another bucket with Object Lock, and
+    tree is the S3 backend's layout), the registry is set to another bucket, and
     `pulumi up` against the S3 backend publishes the version there, building nothing. The example
-    application, on the same S3 backend, finds the version through its StackReference and boots it."""
+    application, on the same S3 backend and without the builder's files, finds the version through
+    its StackReference, asks the shared registry whether it may launch it, and boots the QCOW2 it
+    fetches from the store."""
     from imagefactory import s3registry
     from tests.helpers import pulumi
     from tests.s3server import S3Server
 
     version, image = only_version(released)
+    hidden = tmp_path / "hidden.qcow2"  # the builder's copy, out of the application's reach
     server = S3Server(tmp_path / "server")
     registry = server.registry("images", "team")  # Object Lock: tests/integration/test_s3registry.py
     stack_file = released.path / "stacks" / "Pulumi.local.yaml"
@@ -293,13 +296,22 @@ def test_the_release_and_the_app_run_with_their_state_and_registry_in_s3(
         # Nothing to push again: a second `pulumi up` on the S3 backend changes nothing.
         on_s3.pulumi("preview", "--expect-no-changes")
 
+        # The application as it runs on another machine than the builder: the registry it names is
+        # the shared one, and the builder's QCOW2 is not there, so the launch fetches it from the store.
         pulumi(app_dir, "stack", "init", "shared", "--secrets-provider", "passphrase", env=env)
-        for key, value in (("imageVersion", version), ("stateDir", str(tmp_path / "vms"))):
+        config = (("imageVersion", version), ("stateDir", str(tmp_path / "vms")), ("imageRegistry", registry))
+        for key, value in config:
             pulumi(app_dir, "config", "set", key, value, "--stack", "shared", env=env)
+        local_qcow2 = Path(image["formats"]["qcow2"]["path"])
+        local_qcow2.rename(hidden)
         pulumi(app_dir, "up", "--yes", "--skip-preview", "--stack", "shared", env=env)
         launched = json.loads(pulumi(app_dir, "stack", "output", "--json", "--stack", "shared", env=env).stdout)
         assert launched["launch"]["reported_version"] == version
+        fetched = tmp_path / "vms" / "images" / image["formats"]["qcow2"]["sha256"] / local_qcow2.name
+        assert file_digest(fetched) == image["formats"]["qcow2"]["sha256"], "booted from the store's copy"
     finally:
+        if hidden.exists():
+            hidden.rename(Path(image["formats"]["qcow2"]["path"]))
         if server.process is not None:
             pulumi(app_dir, "destroy", "--yes", "--stack", "shared", env=env, check=False)
             pulumi(app_dir, "stack", "rm", "--yes", "--force", "shared", env=env, check=False)

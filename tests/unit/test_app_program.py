@@ -136,3 +136,42 @@ def test_the_upgrade_strategy_decides_whether_a_new_version_replaces_or_updates_
         return program["app"].launch.apply(check)
 
     run()
+
+
+SHARED = "s3://images/team?endpoint=http://127.0.0.1:9&pathStyle=true"
+
+
+def test_an_app_on_another_machine_asks_the_shared_registry_and_fetches_from_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """imageRegistry s3://…: the store decides whether the version may launch (it refuses a revoked
+    one, with its reason), and the launch step is told where to fetch the QCOW2 from."""
+    from imagefactory import s3registry
+    from imagefactory.errors import FactoryError
+
+    asked = []
+
+    def lookup(store: s3registry.Store, version: str, fmt: str | None = None, **_: object) -> dict:
+        asked.append((store.url, store.endpoint, version, fmt))
+        if version == "release-0.2.0":
+            raise FactoryError("release-0.2.0 is revoked since t: CVE-1")
+        return {}
+
+    monkeypatch.setattr(s3registry, "lookup", lookup)
+    with pytest.raises(pulumi.RunError, match=r"release-0\.2\.0 is revoked since t: CVE-1; .*keep running"):
+        run_app({"imageVersion": "release-0.2.0", "imageRegistry": SHARED})
+    assert not LAUNCHED
+    with pytest.raises(pulumi.RunError, match=r"imageChannel needs the image stack's registry folder"):
+        run_app({"imageChannel": "stable", "imageRegistry": SHARED})
+
+    @pulumi.runtime.test
+    def run():  # type: ignore[no-untyped-def]  # a Pulumi test returns an Output
+        program = run_app({"imageVersion": "release-0.1.0", "imageRegistry": SHARED})
+
+        def check(launch: dict) -> None:
+            assert LAUNCHED["SHARED_REGISTRY"] == SHARED and LAUNCHED["IMAGE_PATH"] == "/r/release-0.1.0.qcow2"
+
+        return program["app"].launch.apply(check)
+
+    run()
+    assert asked[-1] == ("s3://images/team", "http://127.0.0.1:9", "release-0.1.0", "qcow2")

@@ -184,6 +184,28 @@ def test_a_shared_registry_is_checked_first_and_every_version_is_pushed_to_it(
     return images_of(program).apply(check)
 
 
+def test_with_presign_seconds_every_shared_format_gets_a_fresh_pre_signed_url(
+    project: Path, monkeypatch: pytest.MonkeyPatch
+):
+    from imagefactory import s3registry
+
+    monkeypatch.setattr(s3registry, "check", lambda store: None)
+    for key, value in (("AWS_ACCESS_KEY_ID", "k"), ("AWS_SECRET_ACCESS_KEY", "s")):
+        monkeypatch.setenv(key, value)
+    program = run_program(
+        project, stack_config("local", registry=SHARED, releases=["release-0.1.0"], presignSeconds=3600)
+    )
+
+    def check(images: dict[str, dict]) -> None:
+        for item in images["release-0.1.0"]["shared"]["formats"].values():
+            url = item["presigned"]
+            assert url.startswith("http://127.0.0.1:1/images/team/blobs/sha256/" + item["sha256"]), url
+            assert "X-Amz-Expires=3600" in url and "X-Amz-Signature=" in url
+            assert item["presigned_expires"].endswith("Z")
+
+    return images_of(program).apply(check)
+
+
 def test_a_revocation_is_carried_to_the_shared_registry_by_the_next_up(
     project: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

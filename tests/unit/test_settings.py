@@ -38,6 +38,8 @@ RELEASES_ONLY = {"buildWorkingTree": False}  # an Azure gallery takes release ta
         ("imageName", "Debian 12", "imagefactory:imageName is 'Debian 12'"),
         ("ovaManifest", "md5", "imagefactory:ovaManifest is 'md5'; accepted values: sha256, sha1"),
         ("bootCheck", "some", "imagefactory:bootCheck is 'some'; accepted values: auto, none, qcow2, all"),
+        ("presignSeconds", 3600, "imagefactory:presignSeconds is set, and imagefactory:registry is not an s3://"),
+        ("presignSeconds", -1, "imagefactory:presignSeconds is -1; accepted: a whole number from 0 to 604800"),
     ],
 )
 def test_bad_values_are_refused_by_key_with_what_is_accepted(key: str, value: object, message: str) -> None:
