@@ -172,14 +172,17 @@ class App:
         return json.loads(self.run("stack", "output", "--json").stdout)["launch"]
 
 
-def channel(image_project: Project, *args: str) -> None:
-    """make promote / make revoke on the image project's registry."""
-    subprocess.run(
-        [sys.executable, "-m", "imagefactory.channels", "--registry", ".state/registry", *args],
+def make(image_project: Project, target: str, **variables: str) -> str:
+    """A user's make target (promote, channels, revoke) in the image project; its output."""
+    done = subprocess.run(
+        ["make", "-s", target, *(f"{key}={value}" for key, value in variables.items())],
         cwd=image_project.path,
         env=image_project.env,
-        check=True,
+        capture_output=True,
+        text=True,
     )
+    assert done.returncode == 0, f"make {target} failed: {done.stdout[-2000:]}{done.stderr[-2000:]}"
+    return done.stdout + done.stderr
 
 
 def vm_ops(app: App) -> list[str]:
@@ -296,7 +299,22 @@ def test_an_application_launches_by_version_and_upgrades_by_turn_and_burn(two_re
         assert [line.split()[0] for line in built_on] == ["upstream", "base", "functional"], built_on
         assert Path(f"/proc/{first['pid']}").exists()
 
+        # A version bump is a replacement (turn-and-burn), as the reviewer's preview shows.
         app.use("release-0.2.0")
+        preview = json.loads(app.run("preview", "--json").stdout)
+        vm_ops = [step["op"] for step in preview["steps"] if step["urn"].endswith("app-vm")]
+        assert vm_ops == ["replace"], vm_ops
+
+        # Follow a channel instead: `make promote` points stable at the running version, so the app
+        # taking the channel changes nothing...
+        make(two_releases, "promote", CHANNEL="stable", VERSION="release-0.1.0")
+        app.run("config", "rm", "imageVersion")
+        app.run("config", "set", "imageChannel", "stable")
+        preview = json.loads(app.run("preview", "--json").stdout)
+        vm_ops = [step["op"] for step in preview["steps"] if step["urn"].endswith("app-vm")]
+        assert vm_ops in ([], ["same"]), vm_ops
+        # ...and promoting 0.2.0 moves the app: its preview shows the replacement, its up makes it.
+        make(two_releases, "promote", CHANNEL="stable", VERSION="release-0.2.0")
         preview = json.loads(app.run("preview", "--json").stdout)
         vm_ops = [step["op"] for step in preview["steps"] if step["urn"].endswith("app-vm")]
         assert vm_ops == ["replace"], vm_ops
@@ -306,16 +324,11 @@ def test_an_application_launches_by_version_and_upgrades_by_turn_and_burn(two_re
         second = app.launch()
         assert second["reported_version"] == "release-0.2.0"
         assert not Path(f"/proc/{first['pid']}").exists(), "the old VM is gone once the new one is healthy"
+        listed = make(two_releases, "channels")
+        assert "stable" in listed and "release-0.1.0" in listed and "release-0.2.0" in listed, listed
 
-        # Follow a channel instead: it points at the running version, so nothing changes.
-        channel(two_releases, "promote", "--channel", "stable", "--version", "release-0.2.0")
-        app.run("config", "rm", "imageVersion")
-        app.run("config", "set", "imageChannel", "stable")
-        preview = json.loads(app.run("preview", "--json").stdout)
-        vm_ops = [step["op"] for step in preview["steps"] if step["urn"].endswith("app-vm")]
-        assert vm_ops in ([], ["same"]), vm_ops
         # The version is revoked: the app's preview fails with the reason, the VM keeps running.
-        channel(two_releases, "revoke", "--version", "release-0.2.0", "--reason", "CVE-2026-0001 in openssh")
+        make(two_releases, "revoke", VERSION="release-0.2.0", REASON="CVE-2026-0001 in openssh")
         refused = app.run("preview", check=False)
         assert refused.returncode != 0
         assert "channel stable points at release-0.2.0 is revoked since" in refused.stdout, refused.stdout[-3000:]
@@ -323,7 +336,7 @@ def test_an_application_launches_by_version_and_upgrades_by_turn_and_burn(two_re
         assert f"keep running until this stack changes: app release-0.2.0 (pid {second['pid']})" in refused.stdout
         assert Path(f"/proc/{second['pid']}").exists(), "a revocation never stops a running machine"
         # Rolling back is promoting the previous version: the app moves with the channel.
-        channel(two_releases, "promote", "--channel", "stable", "--version", "release-0.1.0")
+        make(two_releases, "promote", CHANNEL="stable", VERSION="release-0.1.0")
         app.run("up", "--yes", "--skip-preview")
         assert app.launch()["reported_version"] == "release-0.1.0", "rolling back is promoting the previous version"
         assert not Path(f"/proc/{second['pid']}").exists()
