@@ -53,10 +53,20 @@ def main(argv: list[str] | None = None) -> int:
             ours = round(time.monotonic() - start, 2)
             assert how == "store", how
 
+            import boto3
             from boto3.s3.transfer import TransferConfig
+            from botocore.config import Config
 
+            # What `aws s3 cp` does: a plain client with boto3's defaults (a CRC32 of every part,
+            # sent with it and checked by the store), 8 MiB parts, ten at a time.
+            plain = boto3.session.Session().client(
+                "s3",
+                endpoint_url=store.endpoint,
+                region_name=store.region,
+                config=Config(s3={"addressing_style": "path"}),
+            )
             start = time.monotonic()
-            s3.upload_file(
+            plain.upload_file(
                 str(data),
                 "images",
                 "bench/aws-s3-cp-style",
@@ -84,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
         "aws_s3_cp_style": {
             "upload_seconds": theirs,
             "mib_per_s": round(mib / theirs, 1),
-            "parts": "8 MiB, 10 threads, CRC32 (boto3's default)",
+            "parts": "8 MiB, 10 threads, boto3's default client (a CRC32 of each part, checked by the store)",
         },
         "ratio_ours_to_aws_s3_cp_style": round(ours / theirs, 2),
     }
