@@ -13,7 +13,7 @@ from pathlib import Path
 import pulumi
 
 from components.launch_template import STRATEGIES, LaunchTemplate, require_version
-from imagefactory import channels, launch_local, registry, s3registry
+from imagefactory import channels, launch_local, registry, s3registry, upgrade
 from imagefactory.errors import FactoryError
 
 config = pulumi.Config()
@@ -58,6 +58,13 @@ if channel:
 strategy = config.get("upgradeStrategy") or "replace"
 if strategy not in STRATEGIES:
     raise pulumi.RunError(f"upgradeStrategy is {strategy!r}; accepted: {', '.join(STRATEGIES)}")
+if strategy == "in-place":
+    # Refused at preview already, as at up: a downgrade (or a development version) in place.
+    for machine in launch_local.running(Path(state_dir), "app"):
+        try:
+            upgrade.plan(machine.split()[1], version, {})
+        except FactoryError as exc:
+            raise pulumi.RunError(f"{exc} ({machine})") from None
 image_stack = config.get("imageStack") or "organization/imagefactory/local"
 target = config.get("target") or "local"
 

@@ -175,3 +175,18 @@ def test_an_app_on_another_machine_asks_the_shared_registry_and_fetches_from_it(
 
     run()
     assert asked[-1] == ("s3://images/team", "http://127.0.0.1:9", "release-0.1.0", "qcow2")
+
+
+def test_a_downgrade_in_place_is_refused_at_preview_naming_the_machine(
+    reg: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from imagefactory import launch_local
+
+    monkeypatch.setattr(launch_local, "running", lambda state_dir, name: [f"{name} release-0.2.0 (pid 7)"])
+    config = {"imageVersion": "release-0.1.0", "imageRegistry": str(reg), "upgradeStrategy": "in-place"}
+    with pytest.raises(
+        pulumi.RunError,
+        match=r"release-0\.1\.0 is older than release-0\.2\.0.*replace the machine.*\(app release-0\.2\.0 \(pid 7\)\)",
+    ):
+        run_app(config)
+    assert not LAUNCHED
