@@ -272,6 +272,7 @@ def check(store: Store, s3: Any | None = None) -> None:
     for. Run before anything is built."""
     s3 = s3 or client(store)
     _call(store, "checking the bucket", s3.head_bucket, Bucket=store.bucket)
+    _probe_conditional_writes(store, s3)
     if not store.lock_mode:
         return
     from botocore.exceptions import ClientError
@@ -291,6 +292,38 @@ def check(store: Store, s3: Any | None = None) -> None:
             f"{store.where} has none: create the bucket with Object Lock enabled, or set objectLock=none "
             "(the registry then refuses overwrites itself)"
         )
+
+
+def _probe_conditional_writes(store: Store, s3: Any) -> None:
+    """Immutability and the race between two builders rest on `If-None-Match: *`: write one probe
+    key twice under it, and refuse a store that takes the second write. The probe is removed."""
+    import uuid
+
+    from botocore.exceptions import ClientError
+
+    key = store.key(".probe", uuid.uuid4().hex)
+    written = []
+    try:
+        first = _call(
+            store, "probing conditional writes", s3.put_object, Bucket=store.bucket, Key=key, Body=b"1", IfNoneMatch="*"
+        )
+        written.append(first.get("VersionId"))
+        try:
+            second = s3.put_object(Bucket=store.bucket, Key=key, Body=b"2", IfNoneMatch="*")
+            written.append(second.get("VersionId"))
+        except ClientError as exc:
+            if error_code(exc) in ("PreconditionFailed", "412"):
+                return
+            raise explain(store, exc, "probing conditional writes") from None
+        raise FactoryError(
+            f"the registry {store.where} wrote one key twice under If-None-Match: *, so it does not honour "
+            "conditional writes, on which the registry's immutability and its race between builders rest; "
+            "accepted: AWS S3 or a store that honours If-None-Match (SeaweedFS, MinIO, Ceph RGW of 2024 or later)"
+        )
+    finally:
+        for version_id in written:
+            with contextlib.suppress(Exception):
+                s3.delete_object(Bucket=store.bucket, Key=key, **({"VersionId": version_id} if version_id else {}))
 
 
 # --- publishing ---------------------------------------------------------------------------------

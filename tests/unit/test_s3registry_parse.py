@@ -111,3 +111,47 @@ def test_each_client_takes_the_credentials_of_the_environment_it_is_made_in(make
         monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", f"{key}-secret")
         credentials.append(make()._request_signer._credentials.access_key)
     assert credentials == ["first-key", "second-key"]
+
+
+def _stubbed_check(second_write: dict | None) -> BaseException | None:
+    """check() against a stubbed store whose second conditional write answers `second_write`
+    (None: a 412, as a store that honours If-None-Match answers)."""
+    import boto3
+    from botocore.stub import ANY, Stubber
+
+    store = s3registry.parse("s3://images/team?endpoint=http://127.0.0.1:1&pathStyle=true")
+    s3 = boto3.session.Session().client(
+        "s3", endpoint_url=store.endpoint, region_name="us-east-1", aws_access_key_id="k", aws_secret_access_key="s"
+    )
+    put = {"Bucket": "images", "Key": ANY, "Body": ANY, "IfNoneMatch": "*"}
+    with Stubber(s3) as stub:
+        stub.add_response("head_bucket", {}, {"Bucket": "images"})
+        stub.add_response("put_object", {"VersionId": "v1"}, put)
+        if second_write is None:
+            stub.add_client_error("put_object", "PreconditionFailed", http_status_code=412, expected_params=put)
+        else:
+            stub.add_response("put_object", second_write, put)
+            stub.add_response("delete_object", {}, {"Bucket": "images", "Key": ANY, "VersionId": "v1"})
+            stub.add_response("delete_object", {}, {"Bucket": "images", "Key": ANY, "VersionId": "v2"})
+        if second_write is None:
+            stub.add_response("delete_object", {}, {"Bucket": "images", "Key": ANY, "VersionId": "v1"})
+        caught = None
+        try:
+            s3registry.check(store, s3)
+        except FactoryError as exc:
+            caught = exc
+        stub.assert_no_pending_responses()
+    return caught
+
+
+def test_a_store_that_honours_conditional_writes_passes_the_check_and_keeps_no_probe() -> None:
+    caught = _stubbed_check(None)
+    assert caught is None
+
+
+def test_a_store_that_ignores_conditional_writes_is_refused_before_anything_is_built() -> None:
+    caught = _stubbed_check({"VersionId": "v2"})
+    assert caught is not None
+    assert "does not honour conditional writes" in str(caught) and "s3://images/team at http://127.0.0.1:1" in str(
+        caught
+    )
