@@ -83,6 +83,17 @@ images = pipeline.release(planned, upstream)
 # Paths in the state are relative to the project root; the lookup table gives absolute ones.
 lookup_table = {name: entry.apply(lambda e: registry.absolute_entry(e, ROOT)) for name, entry in images.items()}
 pulumi.export("images", lookup_table)
+if settings.presign_seconds:
+    # Pre-signed URLs are bearer links: a secret output of their own, signed again by every run (a
+    # pre-signed URL expires; an output must not go stale), and none for a revoked version.
+    store = s3registry.parse(settings.shared_registry)
+    seconds = settings.presign_seconds
+    signed = {
+        name: entry.apply(lambda e: s3registry.presigned(store, e["shared"], seconds)["formats"])
+        for name, entry in images.items()
+        if not registry.revocation(registry_path, name)
+    }
+    pulumi.export("presigned", pulumi.Output.secret(signed))
 if upstream is not None:
     pulumi.export("upstream", {"source": upstream.source, "sha256": upstream.sha256, "via": upstream.via})
     pulumi.export("registry", str(registry_path))

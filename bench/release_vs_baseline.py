@@ -97,10 +97,10 @@ def packer_phases(log: str) -> dict[str, Any]:
 
     stamped = []
     for line in log.splitlines():
-        head, sep, rest = line.partition("Z: ")
+        head, sep, rest = line.partition(": ")  # RFC 3339 in the host's zone: 2026-11-29T16:00:08Z or …+01:00
         if sep:
             with contextlib.suppress(ValueError):
-                stamped.append((dt.datetime.fromisoformat(head + "+00:00").timestamp(), rest))
+                stamped.append((dt.datetime.fromisoformat(head.replace("Z", "+00:00")).timestamp(), rest))
     if not stamped:
         return {}
 

@@ -115,7 +115,8 @@ class LaunchTemplate(pulumi.ComponentResource):
             # Replace: the version is the machine's identity, so a new version replaces the VM.
             # In place: the machine is its own; a new version is an update of it (its inputs change).
             triggers=[] if in_place else [args["version"], qcow2.apply(lambda q: q["sha256"])],
-            update=step_script("launch_local upgrade") if in_place else None,
+            # A changed setting (not the version) keeps the running VM: never a second VM beside it.
+            update=step_script("launch_local upgrade" if in_place else "launch_local keep"),
             delete=step_script("launch_local delete"),
             opts=pulumi.ResourceOptions(parent=self, delete_before_replace=False),
             # An application project runs elsewhere: it uses this checkout's launch code.

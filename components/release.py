@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import pulumi
 
@@ -29,7 +29,7 @@ from components.image_release import ImageRelease
 from components.parent_image import ParentImage
 from components.release_version import ReleaseVersion
 from components.upstream_image import UpstreamImage
-from imagefactory import bootchain, registry, s3registry, stages, versions
+from imagefactory import bootchain, registry, stages, versions
 from imagefactory.cloud import is_release_candidate
 from imagefactory.errors import FactoryError
 from imagefactory.settings import Settings
@@ -425,10 +425,6 @@ class Pipeline:
             ),
         )
         remote = step_result(push, SharedEntry)
-        seconds = self.settings.presign_seconds
-        if seconds:  # signed afresh by every run: a pre-signed URL expires, the output must not go stale
-            store = s3registry.parse(self.settings.shared_registry)
-            remote = remote.apply(lambda shared: cast(SharedEntry, s3registry.presigned(store, dict(shared), seconds)))
         return pulumi.Output.all(entry, remote).apply(lambda v: ImageEntry(**v[0], shared=v[1]))
 
 

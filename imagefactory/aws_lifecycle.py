@@ -100,9 +100,10 @@ def revoke(ec2, version: str, owner: str, reason: str, now: dt.datetime) -> dict
 
 
 def deprecate_now(ec2, image_id: str, now: dt.datetime) -> str:
-    """Deprecate one AMI (by id) at the next whole minute: what a revocation carried by `pulumi up`
-    does in each region, where the stack already tags the AMI ImageRevoked."""
-    at = (now.replace(second=0, microsecond=0) + dt.timedelta(minutes=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    """Deprecate one AMI (by id) at the first whole minute at least a minute away (EC2 takes no past
+    time, and the request takes a moment): what a revocation carried by `pulumi up` does in each
+    region, where the stack already tags the AMI ImageRevoked."""
+    at = (now.replace(second=0, microsecond=0) + dt.timedelta(minutes=2)).strftime("%Y-%m-%dT%H:%M:%SZ")
     ec2.enable_image_deprecation(ImageId=image_id, DeprecateAt=at)
     return at
 

@@ -9,7 +9,10 @@ health check logs in over SSH (the login comes from a NoCloud seed, as on any cl
 /etc/release; a VM that does not report the requested version is stopped and the step fails.
 
 Environment of `create`: IMAGE_PATH, IMAGE_SHA256, IMAGE_VERSION, VM_NAME, STATE_DIR, and
-optionally ACCELERATOR (auto|kvm|tcg), UPGRADE_STRATEGY (in-place), MEMORY_MIB, HEALTH_TIMEOUT.
+optionally ACCELERATOR (auto|kvm|tcg), UPGRADE_STRATEGY (in-place), MEMORY_MIB, HEALTH_TIMEOUT,
+SHARED_REGISTRY (an s3://… registry the QCOW2 is fetched from when IMAGE_PATH is not on this
+machine). `keep` is the update of a replaced-on-a-new-version launch when only a setting changed:
+the running VM stays.
 
 An in-place upgrade (UPGRADE_STRATEGY=in-place) moves the running VM to IMAGE_VERSION without
 replacing it: the version's own roles, from its tag's tree (`git archive`), are applied over SSH
@@ -319,6 +322,16 @@ def _is_our_qemu(pid: int, folder: Path) -> bool:
     return "qemu-system" in cmdline and str(folder) in cmdline
 
 
+def keep(previous_stdout: str) -> dict[str, object]:
+    """The update of a replace-strategy launch whose version did not change (only a setting did,
+    e.g. where its image comes from): the running VM stays, and is still what the launch reports."""
+    record = last_json(previous_stdout)
+    if not record:
+        raise FactoryError("no earlier launch to keep; replace the machine (pulumi up --replace on its launch)")
+    print(f"launch: {record.get('version')} keeps running; only a setting of its launch changed", file=sys.stderr)
+    return record
+
+
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     if args == ["create"]:
@@ -327,9 +340,11 @@ def main(argv: list[str] | None = None) -> int:
         return run_step(
             "launch", lambda: upgrade_in_place(dict(os.environ), os.environ.get("PULUMI_COMMAND_STDOUT", ""))
         )
+    if args == ["keep"]:
+        return run_step("launch", lambda: keep(os.environ.get("PULUMI_COMMAND_STDOUT", "")))
     if args == ["delete"]:
         return run_step("launch", lambda: delete(os.environ.get("PULUMI_COMMAND_STDOUT", "")))
-    print("usage: python -m imagefactory.launch_local create|upgrade|delete", file=sys.stderr)
+    print("usage: python -m imagefactory.launch_local create|upgrade|keep|delete", file=sys.stderr)
     return 2
 
 

@@ -183,7 +183,9 @@ install_venv() {
 }
 
 link_project_into_venv() {
-  # Application stacks (examples/app) import components.launch_template from this checkout.
+  # Application stacks (examples/app) import components.launch_template from this checkout. A
+  # virtualenv of another checkout (VENV from the environment: a test's clone) keeps its own link.
+  [ "$(cd "$(dirname "$VENV")" 2>/dev/null && pwd)" = "$ROOT" ] || return 0
   local site
   site=$("$VENV/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
   [ "$(cat "$site/imagefactory-project.pth" 2>/dev/null)" = "$ROOT" ] || echo "$ROOT" >"$site/imagefactory-project.pth"

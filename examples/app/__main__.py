@@ -39,16 +39,30 @@ try:
         version = str(pinned)
         s3registry.lookup(s3registry.parse(image_registry, "imageRegistry"), version, "qcow2")
     else:
-        registry_dir = Path(image_registry)
-        if not (registry_dir / "index.json").is_file():
+        registry_dir: Path | None = Path(image_registry)
+        target = config.get("target") or "local"
+        if target != "local" and not (registry_dir / "index.json").is_file() and not config.get("imageRegistry"):
+            # A native cloud build has no registry folder; the image stack marks a revoked version on
+            # the cloud (AMI tag ImageRevoked, gallery version out of latest). Said, never skipped silently.
+            pulumi.log.warn(
+                f"no image registry at {registry_dir}: this app cannot check revocations; a revoked version is "
+                f"marked on {target} by the image stack (set imageRegistry to check it here)"
+            )
+            registry_dir = None
+        elif not (registry_dir / "index.json").is_file():
             # Never launch unchecked: without the registry no revocation could be seen.
             raise FactoryError(
                 f"imageRegistry {registry_dir} holds no image registry (no index.json), so revocations cannot be "
                 "checked; accepted: the image stack's registry folder (its `registry` output), absolute or relative "
                 "to this project, or its shared s3://… registry"
             )
-        version = channels.resolve(registry_dir, channel) if channel else str(pinned)
-        registry.check_not_revoked(registry_dir, version)
+        if registry_dir is None:
+            if channel:
+                raise FactoryError("imageChannel needs the image stack's registry folder (imageRegistry)")
+            version = str(pinned)
+        else:
+            version = channels.resolve(registry_dir, channel) if channel else str(pinned)
+            registry.check_not_revoked(registry_dir, version)
 except FactoryError as exc:
     vms = launch_local.running(Path(state_dir), "app")
     still = f": {', '.join(vms)}" if vms else " (none runs now)"
@@ -58,6 +72,11 @@ if channel:
 strategy = config.get("upgradeStrategy") or "replace"
 if strategy not in STRATEGIES:
     raise pulumi.RunError(f"upgradeStrategy is {strategy!r}; accepted: {', '.join(STRATEGIES)}")
+if strategy == "in-place" and image_registry.startswith("s3://"):
+    raise pulumi.RunError(
+        "upgradeStrategy in-place reads the version's stamp and roles from the image project on this machine; with "
+        "a shared s3:// imageRegistry use replace"
+    )
 if strategy == "in-place":
     # Refused at preview already, as at up: a downgrade (or a development version) in place.
     for machine in launch_local.running(Path(state_dir), "app"):

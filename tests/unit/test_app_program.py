@@ -123,9 +123,11 @@ def test_the_upgrade_strategy_decides_whether_a_new_version_replaces_or_updates_
 
         def check(_: dict) -> None:
             if strategy == "replace":
-                # The version is a trigger: a new one replaces the VM; nothing updates it.
+                # The version is a trigger: a new one replaces the VM. Any other changed setting
+                # keeps the running VM (never a second one beside it).
                 assert COMMAND["triggers"] == ["release-0.2.0", "0" * 64]
-                assert not COMMAND.get("update") and "UPGRADE_STRATEGY" not in LAUNCHED
+                assert COMMAND["update"] == "exec python3 -P -m imagefactory.launch_local keep"
+                assert "UPGRADE_STRATEGY" not in LAUNCHED
             else:
                 # No trigger: a new version changes the inputs, so the VM is updated by the upgrade step.
                 assert not COMMAND.get("triggers")

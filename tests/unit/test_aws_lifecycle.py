@@ -105,13 +105,13 @@ def test_deprecate_now_deprecates_one_ami_by_id_at_the_next_minute() -> None:
         stub.add_response(
             "enable_image_deprecation",
             {"Return": True},
-            {"ImageId": "ami-0123456789abcdef0", "DeprecateAt": "2026-11-28T10:16:00Z"},
+            {"ImageId": "ami-0123456789abcdef0", "DeprecateAt": "2026-11-28T10:17:00Z"},
         )
         at = aws_lifecycle.deprecate_now(
             ec2, "ami-0123456789abcdef0", dt.datetime(2026, 11, 28, 10, 15, 59, tzinfo=dt.UTC)
         )
         stub.assert_no_pending_responses()
-    assert at == "2026-11-28T10:16:00Z"
+    assert at == "2026-11-28T10:17:00Z", "a whole minute, at least one minute after the request"
 
 
 def test_deprecate_now_without_an_image_id_is_one_line(capsys: pytest.CaptureFixture[str]) -> None:

@@ -170,3 +170,17 @@ def test_the_running_vms_of_an_app_are_listed_by_version(tmp_path: Path) -> None
             fake.kill()
             fake.wait()
     assert launch_local.running(tmp_path, "app") == []
+
+
+def test_a_launch_whose_setting_changed_keeps_its_running_vm(capsys: pytest.CaptureFixture[str]) -> None:
+    """The update of a replace-strategy launch: the record of the running VM is kept as it was."""
+    import json
+
+    from imagefactory import launch_local
+    from imagefactory.errors import FactoryError
+
+    record = {"version": "release-0.1.0", "pid": 42, "dir": "/x/app-release-0.1.0-abc", "ssh_port": 2222}
+    assert launch_local.keep("launch: booting\n" + json.dumps(record) + "\n") == record
+    assert "release-0.1.0 keeps running" in capsys.readouterr().err
+    with pytest.raises(FactoryError, match=r"no earlier launch to keep"):
+        launch_local.keep("")

@@ -184,26 +184,45 @@ def test_a_shared_registry_is_checked_first_and_every_version_is_pushed_to_it(
     return images_of(program).apply(check)
 
 
-def test_with_presign_seconds_every_shared_format_gets_a_fresh_pre_signed_url(
-    project: Path, monkeypatch: pytest.MonkeyPatch
-):
-    from imagefactory import s3registry
+@pytest.mark.parametrize("revoked", [False, True])
+def test_with_presign_seconds_every_shared_format_gets_a_fresh_pre_signed_url_in_a_secret_output(
+    project: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, revoked: bool
+) -> None:
+    from imagefactory import channels, s3registry
 
     monkeypatch.setattr(s3registry, "check", lambda store: None)
     for key, value in (("AWS_ACCESS_KEY_ID", "k"), ("AWS_SECRET_ACCESS_KEY", "s")):
         monkeypatch.setenv(key, value)
-    program = run_program(
-        project, stack_config("local", registry=SHARED, releases=["release-0.1.0"], presignSeconds=3600)
+    registry = registry_with_release(project, tmp_path)
+    config = stack_config(
+        "local",
+        registry=SHARED,
+        releases=["release-0.1.0"],
+        buildWorkingTree=False,
+        registryDir=str(registry),
+        presignSeconds=3600,
     )
+    if revoked:
+        channels.revoke(registry, "release-0.1.0", "CVE-1", at="t", by="t")
 
-    def check(images: dict[str, dict]) -> None:
-        for item in images["release-0.1.0"]["shared"]["formats"].values():
-            url = item["presigned"]
-            assert url.startswith("http://127.0.0.1:1/images/team/blobs/sha256/" + item["sha256"]), url
-            assert "X-Amz-Expires=3600" in url and "X-Amz-Signature=" in url
-            assert item["presigned_expires"].endswith("Z")
+    @pulumi.runtime.test
+    def run():  # type: ignore[no-untyped-def]  # a Pulumi test returns an Output
+        signed = run_program(project, config)["signed"]
+        if revoked:
+            assert signed == {}, "a revoked version gets no download link"
+            return None
 
-    return images_of(program).apply(check)
+        def check(formats: dict[str, dict]) -> None:
+            assert set(formats) == {"raw", "qcow2", "vhd", "vmdk", "ova"}
+            for item in formats.values():
+                url = item["presigned"]
+                assert url.startswith("http://127.0.0.1:1/images/team/blobs/sha256/" + item["sha256"]), url
+                assert "X-Amz-Expires=3600" in url and "X-Amz-Signature=" in url
+                assert item["presigned_expires"].endswith("Z")
+
+        return signed["release-0.1.0"].apply(check)
+
+    run()
 
 
 def test_a_revocation_is_carried_to_the_shared_registry_by_the_next_up(
