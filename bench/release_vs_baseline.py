@@ -75,8 +75,6 @@ def timed(func, *args, **kwargs):
 STEP_DONE = re.compile(
     r"^\s*\S+\s+(?P<type>\S+)\s+(?P<name>\S+)\s+(?:created|updated|replaced|deleted)(?: replacement)?\s+\((?P<s>\d+)s\)"
 )
-    r"^\s*\S+\s+\S+\s+(?P<name>\S+)\s+(?:created|updated|replaced|deleted)(?: replacement)?\s+\((?P<s>\d+)s\)"
-)
 
 
 def step_seconds(output: str) -> dict[str, int]:
