@@ -14,7 +14,7 @@ setup:
 release: setup
 	@$(ENV); tools/stack.sh select $(STACK); \
 	  python -m imagefactory.locks --backend "$${PULUMI_BACKEND_URL#file://}" --stack $(STACK); \
-	  pulumi up --yes --skip-preview --non-interactive --stack $(STACK)
+	  pulumi up --yes --skip-preview --non-interactive --suppress-outputs --stack $(STACK)  # the images are printed once, below
 	@$(ENV); pulumi stack output --stack $(STACK) images
 
 ## preview: what a `make release` would change, as a reviewer reads it.
