@@ -112,7 +112,17 @@ BACKUP = "/etc/release.before-upgrade"
 RESTORE = f"sudo cmp -s {BACKUP} /etc/release && sudo rm -f {BACKUP} || sudo mv -f {BACKUP} /etc/release"
 
 
-def upgrade_in_place(env: dict[str, str], previous_stdout: str, repo: Path = PROJECT) -> dict[str, object]:
+def image_project(image: Path) -> Path:
+    """The checkout of the image project that published `image` (its registry lives in that
+    checkout's state folder): its tags are the releases whose roles an in-place run applies. The
+    checkout this code runs from when the image is outside any git work tree."""
+    found = subprocess.run(
+        ["git", "-C", str(image.resolve().parent), "rev-parse", "--show-toplevel"], capture_output=True, text=True
+    )
+    return Path(found.stdout.strip()) if found.returncode == 0 and found.stdout.strip() else PROJECT
+
+
+def upgrade_in_place(env: dict[str, str], previous_stdout: str, repo: Path | None = None) -> dict[str, object]:
     """Move the running VM of the previous launch to IMAGE_VERSION in place (see the module doc)."""
     request = LaunchRequest.parse([], env)
     record = last_json(previous_stdout)
@@ -153,7 +163,7 @@ def upgrade_in_place(env: dict[str, str], previous_stdout: str, repo: Path = PRO
     )
     output, code = "", -1
     with tempfile.TemporaryDirectory(prefix="imagefactory-upgrade-") as tmp:
-        tree = _tag_tree(repo, target, image_stamp["IMAGE_COMMIT"], Path(tmp))
+        tree = _tag_tree(repo or image_project(request.image_path), target, image_stamp["IMAGE_COMMIT"], Path(tmp))
         _ssh(guest, f"sudo cp -a /etc/release {BACKUP}")
         try:
             output, code = apply_roles(guest, tree, values, log)

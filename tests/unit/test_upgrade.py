@@ -163,3 +163,21 @@ def test_an_in_place_upgrade_applies_the_roles_of_the_tag_and_never_the_working_
     old = _git(repo, "rev-parse", "HEAD")
     with pytest.raises(FactoryError, match=r"release-0\.0\.9 predates in-place upgrades"):
         _tag_tree(repo, "release-0.0.9", old, tmp_path / "c")
+
+
+def test_the_roles_come_from_the_image_project_that_published_the_image(tmp_path: Path) -> None:
+    """Not from wherever this code runs: the image's registry is in the image project's state
+    folder (ignored by git), and that checkout holds the release tags."""
+    from imagefactory.launch_local import PROJECT, image_project
+
+    repo = tmp_path / "image-project"
+    published = repo / ".state" / "registry" / "release-0.2.0" / "debian-12-release-0.2.0.qcow2"
+    published.parent.mkdir(parents=True)
+    published.write_bytes(b"qcow2")
+    _git(repo, "init", "-q")
+    (repo / ".gitignore").write_text(".state/\n")
+    assert image_project(published) == repo.resolve()
+    elsewhere = tmp_path / "elsewhere" / "x.qcow2"
+    elsewhere.parent.mkdir()
+    elsewhere.write_bytes(b"qcow2")
+    assert image_project(elsewhere) == PROJECT
