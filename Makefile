@@ -15,7 +15,7 @@ release: setup
 	@$(ENV); tools/stack.sh select $(STACK); \
 	  python -m imagefactory.locks --backend "$${PULUMI_BACKEND_URL#file://}" --stack $(STACK); \
 	  pulumi up --yes --skip-preview --non-interactive --suppress-outputs --stack $(STACK)  # the images are printed once, below
-	@$(ENV); pulumi stack output --stack $(STACK) images
+	@$(ENV); pulumi stack output --stack $(STACK) --json images
 
 ## preview: what a `make release` would change, as a reviewer reads it.
 preview: setup
