@@ -709,11 +709,7 @@ def entry(store: Store, document: dict, s3: Any = None, presign: int = 0) -> dic
             "web_url": web_url(store, key),
         }
         if presign:
-            found["presigned"] = s3.generate_presigned_url(
-                "get_object",
-                Params={"Bucket": store.bucket, "Key": key},
-                ExpiresIn=presign,
-            )
+            found["presigned"] = presigned_url(s3, store, key, presign)
         formats[fmt] = found
     return {
         "version": document["version"],
@@ -722,6 +718,11 @@ def entry(store: Store, document: dict, s3: Any = None, presign: int = 0) -> dic
         "published_at": document.get("published_at", ""),
         "formats": formats,
     }
+
+
+def presigned_url(s3: Any, store: Store, key: str, seconds: int) -> str:
+    """An HTTPS GET of one object that needs no credentials for `seconds` (signed locally)."""
+    return s3.generate_presigned_url("get_object", Params={"Bucket": store.bucket, "Key": key}, ExpiresIn=seconds)
 
 
 def presigned(store: Store, shared: dict, seconds: int, now: dt.datetime | None = None) -> dict:
@@ -734,8 +735,7 @@ def presigned(store: Store, shared: dict, seconds: int, now: dt.datetime | None 
     formats = {}
     for fmt, item in shared["formats"].items():
         key = store.key("blobs", "sha256", item["sha256"])
-        url = s3.generate_presigned_url("get_object", Params={"Bucket": store.bucket, "Key": key}, ExpiresIn=seconds)
-        formats[fmt] = {**item, "presigned": url, "presigned_expires": expires}
+        formats[fmt] = {**item, "presigned": presigned_url(s3, store, key, seconds), "presigned_expires": expires}
     return {**shared, "formats": formats}
 
 
