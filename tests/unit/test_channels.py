@@ -110,26 +110,37 @@ def test_a_revocation_needs_a_reason(reg: Path, reason: str) -> None:
     assert not (reg / registry.REVOCATIONS).exists()
 
 
+def publish_image(
+    where: Path, staging: Path, version: str, name: str, payload: bytes, fmt: str, **fields: object
+) -> dict:
+    """Publish one version holding one file into the registry `where`: its manifest (with `fields`)
+    and SHA256SUMS beside it; the manifest is returned."""
+    staging.mkdir()
+    (staging / name).write_bytes(payload)
+    digest = file_digest(staging / name)
+    manifest = {
+        "version": version,
+        "commit": "d" * 40,
+        "build_time": "t",
+        "upstream": {"source": "s", "sha256": "p"},
+        **fields,
+        "formats": {fmt: {"file": name, "bytes": len(payload), "sha256": digest}},
+    }
+    (staging / "manifest.json").write_text(json.dumps(manifest))
+    (staging / "SHA256SUMS").write_text(format_sums({name: digest}))
+    registry.publish(where, staging, version)
+    return manifest
+
+
 def test_revoking_a_base_revokes_the_images_built_on_it_and_no_child_is_built_on_it(tmp_path: Path) -> None:
     top = tmp_path / "reg"
     base = publish_stage(top, "base", "release-0.1.0", b"base disk", "k1", tmp_path)
     for version in ("release-0.1.0", "release-0.2.0", "release-0.3.0"):
-        folder = tmp_path / f"staging-top-{version}"
-        folder.mkdir()
-        (folder / "top.raw").write_bytes(version.encode())
-        digest = file_digest(folder / "top.raw")
         parent = stages.stage_link("base", base, "qcow2") if version != "release-0.3.0" else {"stage": "base"}
-        manifest = {
-            "version": version,
-            "commit": "d" * 40,
-            "build_time": "t",
-            "chain": [base["chain"][0], parent, {"stage": "functional"}],
-            "upstream": {"source": "s", "sha256": "p"},
-            "formats": {"raw": {"file": "top.raw", "bytes": len(version), "sha256": digest}},
-        }
-        (folder / "manifest.json").write_text(json.dumps(manifest))
-        (folder / "SHA256SUMS").write_text(format_sums({"top.raw": digest}))
-        registry.publish(top, folder, version)
+        chain = [base["chain"][0], parent, {"stage": "functional"}]
+        publish_image(
+            top, tmp_path / f"staging-top-{version}", version, "top.raw", version.encode(), "raw", chain=chain
+        )
     base_registry = stages.stage_registry(top, "base")
     done = channels.revoke(base_registry, "release-0.1.0", "hardening gap", at="t")
     assert done == [(base_registry, "release-0.1.0"), (top, "release-0.1.0"), (top, "release-0.2.0")]
@@ -185,45 +196,25 @@ def test_revoking_a_base_revokes_every_later_stage_and_image_built_on_it(tmp_pat
     revokes the middle stage's version too, so nothing is ever built on it again, and the image."""
     top = tmp_path / "reg"
     base = publish_stage(top, "base", "release-0.1.0", b"base disk", "k1", tmp_path)
-    middle = tmp_path / "staging-middle"
-    middle.mkdir()
-    (middle / "mid.qcow2").write_bytes(b"middle disk")
-    digest = file_digest(middle / "mid.qcow2")
-    mid_manifest = {
+    mid_registry = stages.stage_registry(top, "middle")
+    mid_manifest = publish_image(
+        mid_registry,
+        tmp_path / "staging-middle",
+        "release-0.1.0",
+        "mid.qcow2",
+        b"middle disk",
+        "qcow2",
         **{k: base[k] for k in ("commit", "build_time", "upstream", "sealed_raw_sha256", "recipe")},
-        "version": "release-0.1.0",
-        "stage": "middle",
-        "stage_key": "k2",
-        "formats": {"qcow2": {"file": "mid.qcow2", "bytes": 11, "sha256": digest}},
-        "chain": [
+        stage="middle",
+        stage_key="k2",
+        chain=[
             base["chain"][0],
             stages.stage_link("base", base, "qcow2"),
             {"stage": "middle", "version": "release-0.1.0"},
         ],
-    }
-    (middle / "manifest.json").write_text(json.dumps(mid_manifest))
-    (middle / "SHA256SUMS").write_text(format_sums({"mid.qcow2": digest}))
-    mid_registry = stages.stage_registry(top, "middle")
-    registry.publish(mid_registry, middle, "release-0.1.0")
-    image = tmp_path / "staging-top"
-    image.mkdir()
-    (image / "top.raw").write_bytes(b"image")
-    digest = file_digest(image / "top.raw")
-    manifest = {
-        "version": "release-0.1.0",
-        "commit": "d" * 40,
-        "build_time": "t",
-        "chain": [
-            *mid_manifest["chain"][:2],
-            stages.stage_link("middle", mid_manifest, "qcow2"),
-            {"stage": "functional"},
-        ],
-        "upstream": {"source": "s", "sha256": "p"},
-        "formats": {"raw": {"file": "top.raw", "bytes": 5, "sha256": digest}},
-    }
-    (image / "manifest.json").write_text(json.dumps(manifest))
-    (image / "SHA256SUMS").write_text(format_sums({"top.raw": digest}))
-    registry.publish(top, image, "release-0.1.0")
+    )
+    chain = [*mid_manifest["chain"][:2], stages.stage_link("middle", mid_manifest, "qcow2"), {"stage": "functional"}]
+    publish_image(top, tmp_path / "staging-top", "release-0.1.0", "top.raw", b"image", "raw", chain=chain)
     base_registry = stages.stage_registry(top, "base")
     done = channels.revoke(base_registry, "release-0.1.0", "hardening gap", at="t")
     assert done == [(base_registry, "release-0.1.0"), (top, "release-0.1.0"), (mid_registry, "release-0.1.0")]
