@@ -5,7 +5,7 @@ SHELL := /bin/bash
 ENV := source tools/env.sh
 STACK ?= local
 
-.PHONY: setup release test lint unit integration preview versions bench lookup fetch ancestry verify deprecate retire reproducible diff promote channels revoke
+.PHONY: setup release test lint unit integration preview versions bench lookup fetch ancestry verify deprecate retire reproducible diff promote channels revoke rebuild
 
 setup:
 	@tools/setup.sh
@@ -103,3 +103,8 @@ bench: setup
 	@$(ENV); python -m bench.stages
 	@$(ENV); python -m bench.release_vs_baseline
 	@$(ENV); python -m bench.s3_upload
+
+## rebuild: rebuild a published release from its tag and recorded packages, offline, and prove it bit-identical, e.g. make rebuild VERSION=release-0.1.0 [STAGE=base] [UPSTREAM=rebuild]
+rebuild: setup
+	@$(ENV); python -m imagefactory.rebuild --version "$(VERSION)" --stack $(STACK) \
+	  $(if $(STAGE),--stage "$(STAGE)") --upstream "$(or $(UPSTREAM),reuse)" $(if $(KEEP),--keep "$(KEEP)")

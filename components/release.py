@@ -200,6 +200,7 @@ class Pipeline:
             pulumi.Output.all(upstream.source, upstream.sha256, upstream.via).apply(
                 lambda u: [stages.upstream_link(u[0], u[1], u[2])]
             ),
+            upstream.packages,
         )
         top = len(s.stages) - 1
         rebuild = [version.name, version.commit, "" if version.is_release else self.working_tree_digest]
@@ -311,6 +312,7 @@ class Pipeline:
                 "stage_key": key,
                 "parents": below.chain.apply(json.dumps),
                 "ova_manifest": ova_manifest,
+                **({"upstream_packages": below.packages} if below.packages is not None else {}),
             },
         )
         release = ImageRelease(
@@ -436,3 +438,5 @@ class Parent:
     sha256: pulumi.Output[str]
     source: pulumi.Output[str]
     chain: pulumi.Output[list]
+    packages: pulumi.Output[str] | None = None
+    """The upstream's recorded package set (the stage-0 image's packages.tsv), for the first stage."""

@@ -28,7 +28,7 @@ from collections import deque
 from collections.abc import Callable
 from pathlib import Path
 
-from imagefactory import accel, fstree, host
+from imagefactory import accel, aptrepo, fstree, host
 from imagefactory.checksums import file_digest
 from imagefactory.errors import FactoryError, last_json, run_step
 from imagefactory.locks import alive
@@ -120,9 +120,14 @@ def check_disk_size(upstream: Path, disk_size_mib: int) -> None:
         )
 
 
-def build(opts: BuildRequest, accelerator_choice: str, timeout_minutes: int, cache: Path) -> BuildResult:
+def build(
+    opts: BuildRequest, accelerator_choice: str, timeout_minutes: int, cache: Path, apt_repository: Path | None = None
+) -> BuildResult:
     """Build, re-master and report one image. The accelerator, timeout and cache are host facts:
-    they never change an image's bytes, so they are not part of the request."""
+    they never change an image's bytes, so they are not part of the request. The packages the
+    build installs are kept in the cache's package store (imagefactory.aptrepo). A rebuild
+    (imagefactory.rebuild) passes `apt_repository`, a local repository of the release's
+    recorded packages, which is then apt's only source in the build VM."""
     version = validate_version_name(opts.version)
     # Refused before Packer starts: the re-master cannot keep owners and setuid bits without it.
     fstree.require_root(f"building {version}")
@@ -154,12 +159,21 @@ def build(opts: BuildRequest, accelerator_choice: str, timeout_minutes: int, cac
     for orphan in remove_orphan_keys():
         print(f"build: removed the SSH key of a killed build ({orphan})", file=sys.stderr)
     secrets = _secret_dir()
+    export = work / f"packages-{stamp}.tar"
+    served = contextlib.ExitStack()
     try:
         key, public_key = make_build_key(secrets)
+        source_vars = {}
+        if apt_repository is not None:
+            server = served.enter_context(aptrepo.serve(apt_repository))
+            # QEMU's user network maps 10.0.2.2 to the host's loopback, where the repository listens.
+            source_vars = {"package_source_repository": f"http://10.0.2.2:{server.port}/"}
         extra_vars = secrets / "build-vars.json"
         extra_vars.write_text(
             json.dumps(
                 {
+                    **source_vars,
+                    "seal_packages_export": str(export),
                     "image_version": version,
                     "image_commit": opts.commit,
                     "upstream_digest": f"sha256:{opts.upstream_sha256}",
@@ -204,8 +218,12 @@ def build(opts: BuildRequest, accelerator_choice: str, timeout_minutes: int, cac
         raise
     finally:
         shutil.rmtree(secrets, ignore_errors=True)
+        served.close()
 
     raw = output / "disk.raw"
+    if code == 0 and raw.is_file():
+        keep_packages(export, cache)
+    export.unlink(missing_ok=True)
     if code != 0 or not raw.is_file():
         shutil.rmtree(output, ignore_errors=True)
         tail = "\n".join(getattr(run_packer, "tail", [])[-12:])
@@ -232,6 +250,21 @@ def build(opts: BuildRequest, accelerator_choice: str, timeout_minutes: int, cac
     )
     (output / "build.json").write_text(json.dumps(result.to_json(), indent=2) + "\n")
     return result
+
+
+def keep_packages(export: Path, cache: Path) -> None:
+    """Keep the packages the build used, by digest, for a later rebuild of this version."""
+    if not export.is_file():
+        print(f"build: the build VM exported no packages ({export.name}); a rebuild may miss some", file=sys.stderr)
+        return
+    kept = aptrepo.ingest_tar(export, cache)
+    print(
+        f"build: kept {kept.debs} package file(s) ({kept.new_debs} new) and {kept.stanzas} index entries "
+        f"in {aptrepo.cache_root(cache)}",
+        file=sys.stderr,
+    )
+    if kept.unmatched:
+        print(f"build: no index entry vouches for {', '.join(kept.unmatched)}; not kept", file=sys.stderr)
 
 
 def remove_previous(stdout: str) -> None:

@@ -352,6 +352,15 @@ def convert_all(args: FormatsRequest) -> FormatsResult:
         args.ova_manifest or "sha256",
     )
     recorded = package_files(args.raw, tmp_out, args.name, args.version, args.build_epoch)
+    upstream = {"source": args.upstream_source, "sha256": args.upstream_sha256}
+    if args.upstream_packages:
+        # The stage-0 image's own package set: what a rebuild of this version builds it again from.
+        listed_upstream = Path(args.upstream_packages)
+        if not listed_upstream.is_file():
+            raise FactoryError(f"the upstream's package set {listed_upstream} is missing; run the release again")
+        text = packages.to_tsv(packages.parse(listed_upstream.read_text(), str(listed_upstream)))
+        write_atomic(tmp_out / packages.UPSTREAM_TSV_NAME, text)
+        upstream["packages"] = packages.UPSTREAM_TSV_NAME
     booted = boot_gate(args, {fmt: tmp_out / entry["file"] for fmt, entry in formats.items()})
     result = FormatsResult(
         version=args.version,
@@ -359,7 +368,7 @@ def convert_all(args: FormatsRequest) -> FormatsResult:
         name=args.name,
         disk_size_mib=args.raw.stat().st_size // MIB,
         build_time=args.build_time,
-        upstream={"source": args.upstream_source, "sha256": args.upstream_sha256},
+        upstream=upstream,
         sealed_raw_sha256=args.raw_sha256,
         formats=formats,
         dir=host.portable(out),
@@ -373,8 +382,10 @@ def convert_all(args: FormatsRequest) -> FormatsResult:
     )
     manifest = {k: v for k, v in result.to_json().items() if k != "dir"}  # manifest.json: all but the folder
     write_atomic(tmp_out / "manifest.json", json.dumps(manifest, indent=2, sort_keys=True) + "\n")
-    listed = [*formats.values(), *(v for k, v in recorded.items() if k in ("tsv", "sbom"))]
-    write_atomic(tmp_out / "SHA256SUMS", format_sums({v["file"]: v["sha256"] for v in listed}))
+    listed = {v["file"]: v["sha256"] for v in [*formats.values(), *(v for k, v in recorded.items() if k in ("tsv", "sbom"))]}
+    if "packages" in upstream:
+        listed[upstream["packages"]] = file_digest(tmp_out / upstream["packages"])
+    write_atomic(tmp_out / "SHA256SUMS", format_sums(listed))
     tmp_out.replace(out)
     return result
 

@@ -22,6 +22,8 @@ from imagefactory.errors import FactoryError
 
 PACKAGES_FILE = "/usr/share/imagefactory/packages.tsv"
 TSV_NAME = "packages.tsv"
+UPSTREAM_TSV_NAME = "upstream-packages.tsv"
+"""Beside a manifest whose first stage booted the stage-0 image: that image's own package set."""
 SBOM_NAME = "sbom.cdx.json"
 SBOM_NAMESPACE = uuid.UUID("3f0e9a8c-2b1d-4c5e-9f7a-6d8e0b1c2a34")
 

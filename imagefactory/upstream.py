@@ -23,12 +23,15 @@ import urllib.parse
 import urllib.request
 from pathlib import Path
 
-from imagefactory import host
+from imagefactory import aptrepo, host, packages
 from imagefactory.checksums import file_digest, parse_expected, parse_sums, verify
 from imagefactory.errors import FactoryError, run_step
 from imagefactory.steps import UpstreamRequest, UpstreamResult
 
 STAGE0_SCRIPT = Path(__file__).resolve().parent / "stage0" / "build.sh"
+# The seal role's recorder: the stage-0 recipe records its package set with the same script.
+RECORD_SCRIPT = Path(__file__).resolve().parent.parent / "ansible" / "roles" / "seal" / "files" / "record-packages.py"
+STAGE0_IMAGE = "debian-12-stage0-amd64.qcow2"
 FETCH_TIMEOUT = 20
 # An upstream on a closed local port: unreachable at once, without traffic to any other address.
 # Tests and benchmarks use it to take the stage-0 path the way a machine without internet does.
@@ -55,8 +58,31 @@ def is_url(location: str) -> bool:
 
 
 def stage0_recipe_digest() -> str:
-    """Changes whenever the stage-0 recipe changes, so a new recipe builds a new image."""
-    return hashlib.sha256(STAGE0_SCRIPT.read_bytes()).hexdigest()[:16]
+    """Changes whenever the stage-0 recipe (or the recorder it runs) changes, so a new recipe
+    builds a new image."""
+    return hashlib.sha256(STAGE0_SCRIPT.read_bytes() + RECORD_SCRIPT.read_bytes()).hexdigest()[:16]
+
+
+def run_stage0(script: Path, record: Path, out: Path, cache: Path, repository: str = "") -> None:
+    """Run a stage-0 recipe into `out` (made anew) and keep the packages it used, by digest.
+    With `repository`, the tree is built from that local repository only (a rebuild)."""
+    if os.geteuid() != 0:
+        raise FactoryError(
+            "the stage-0 image is built with mmdebstrap --mode=root and needs root; "
+            "run the release as root once, or configure imagefactory:upstreamUrl"
+        )
+    shutil.rmtree(out, ignore_errors=True)
+    env = {**os.environ, "STAGE0_RECORD_SCRIPT": str(record)}
+    if repository:
+        env["STAGE0_REPOSITORY"] = repository
+    result = subprocess.run([str(script), str(out)], stdout=subprocess.DEVNULL, env=env, check=False)
+    if result.returncode != 0:
+        shutil.rmtree(out, ignore_errors=True)
+        raise FactoryError(f"the stage-0 recipe {script.name} failed with exit code {result.returncode}")
+    export = out / aptrepo.EXPORT_TAR
+    kept = aptrepo.ingest_tar(export, cache)
+    export.unlink()
+    print(f"upstream: kept {kept.debs} package file(s) of the stage-0 image in {aptrepo.cache_root(cache)}", file=sys.stderr)
 
 
 def _read(location: str) -> bytes:
@@ -128,25 +154,23 @@ def resolve(url: str, checksum: str, cache: Path) -> Upstream:
 def build_stage0(cache: Path) -> Upstream:
     """Build (once per recipe) and verify the stage-0 image, exactly like a downloaded upstream."""
     folder = cache / "upstream" / f"stage0-{stage0_recipe_digest()}"
-    image = folder / "debian-12-stage0-amd64.qcow2"
+    image = folder / STAGE0_IMAGE
     sums = folder / "SHA256SUMS"
-    if not (image.is_file() and sums.is_file()):
-        if os.geteuid() != 0:
-            raise FactoryError(
-                "the stage-0 image is built with mmdebstrap --mode=root and needs root; "
-                "run the release as root once, or configure imagefactory:upstreamUrl"
-            )
+    if not (image.is_file() and sums.is_file() and (folder / packages.TSV_NAME).is_file()):
         print(f"upstream: building the stage-0 Debian 12 image into {folder} (about 1-2 minutes)", file=sys.stderr)
         tmp = folder.with_name(folder.name + ".tmp")
-        shutil.rmtree(tmp, ignore_errors=True)
-        result = subprocess.run([str(STAGE0_SCRIPT), str(tmp)], stdout=subprocess.DEVNULL, check=False)
-        if result.returncode != 0:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise FactoryError(f"the stage-0 recipe {STAGE0_SCRIPT.name} failed with exit code {result.returncode}")
+        run_stage0(STAGE0_SCRIPT, RECORD_SCRIPT, tmp, cache)
         shutil.rmtree(folder, ignore_errors=True)
         tmp.replace(folder)
     resolved = resolve(str(image), f"file:{sums}", cache)
-    return Upstream(resolved.path, resolved.sha256, f"stage0:{stage0_recipe_digest()}", resolved.checksum, "stage0")
+    return Upstream(
+        resolved.path,
+        resolved.sha256,
+        f"stage0:{stage0_recipe_digest()}",
+        resolved.checksum,
+        "stage0",
+        str(folder / packages.TSV_NAME),
+    )
 
 
 def resolve_with_fallback(url: str, checksum: str, fallback: str, cache: Path) -> Upstream:

@@ -5,6 +5,12 @@
 #
 #   build.sh <out-dir>
 #
+# Besides the image, <out-dir> gets packages.tsv (the tree's package set: name, version,
+# architecture, SHA-256) and packages-export.tar (the index entries and the .deb files used), which
+# the caller keeps by digest (imagefactory.aptrepo). With STAGE0_REPOSITORY set to a local flat
+# repository of a recorded package set, the tree is built from that repository alone (a rebuild,
+# with no network); the image's own apt sources are Debian's either way.
+#
 # The disk is made with no mount and no loop device: mmdebstrap builds the tree, `mke2fs -d`
 # makes the root filesystem, mtools fills a FAT EFI system partition with Debian's signed shim
 # and GRUB, grub-mkimage makes GRUB's BIOS core image, and sfdisk + dd assemble a GPT disk that
@@ -35,6 +41,9 @@ PACKAGES=systemd-sysv,udev,dbus,linux-image-cloud-amd64,initramfs-tools,openssh-
 cloud-guest-utils,e2fsprogs,sudo,python3,python3-apt,locales,ifupdown,isc-dhcp-client,netbase,iproute2,\
 ca-certificates,apt-transport-https,grub-pc-bin,grub-efi-amd64-signed,shim-signed
 
+REPOSITORY=${STAGE0_REPOSITORY:-}
+RECORD=${STAGE0_RECORD_SCRIPT:?STAGE0_RECORD_SCRIPT names the script that records the package set}
+
 work=$(mktemp -d "${TMPDIR:-/var/tmp}/stage0.XXXXXX")
 trap 'rm -rf "$work"' EXIT
 tree=$work/tree
@@ -43,16 +52,30 @@ mkdir -p "$out"
 # The image's apt sources are Debian's cloud images' sources: the release, its stable updates and
 # its security updates. The tree is built from all three, so it starts with the security fixes,
 # and a machine launched from it keeps receiving them.
-echo "stage0: building a $SUITE tree with mmdebstrap from $MIRROR and $SECURITY_MIRROR" >&2
-mmdebstrap --variant=minbase --mode=root --include="$PACKAGES" \
+sources=("deb $MIRROR $SUITE main" "deb $MIRROR $SUITE-updates main" "deb $SECURITY_MIRROR $SUITE-security main")
+if [ -n "$REPOSITORY" ]; then
+  # Only the recorded packages, from the local repository; any other address goes to a closed port.
+  echo "stage0: building a $SUITE tree with mmdebstrap from the recorded packages at $REPOSITORY" >&2
+  apt_sources=("deb [trusted=yes] $REPOSITORY ./")
+  host=${REPOSITORY#*://}; host=${host%%[:/]*}
+  apt_options=(--aptopt='Acquire::http::Proxy "http://127.0.0.1:9/"' --aptopt="Acquire::http::Proxy::$host \"DIRECT\"")
+else
+  echo "stage0: building a $SUITE tree with mmdebstrap from $MIRROR and $SECURITY_MIRROR" >&2
+  apt_sources=("${sources[@]}")
+  apt_options=()
+fi
+# The essential packages' .deb files stay until the clean-up, so the package set is kept whole.
+mmdebstrap --variant=minbase --mode=root --include="$PACKAGES" --skip=essential/unlink "${apt_options[@]}" \
   --customize-hook='chroot "$1" /bin/sh -c "echo debian >/etc/hostname"' \
   --customize-hook="printf 'UUID=%s / ext4 defaults,errors=remount-ro 0 1\n' $ROOT_UUID >\"\$1/etc/fstab\"" \
   --customize-hook='mkdir -p "$1/etc/cloud/cloud.cfg.d" && printf "datasource_list: [NoCloud, None]\nmanage_etc_hosts: true\n" >"$1/etc/cloud/cloud.cfg.d/90-stage0-datasource.cfg"' \
   --customize-hook='sed -i "s/^# *en_US.UTF-8/en_US.UTF-8/" "$1/etc/locale.gen" && chroot "$1" locale-gen >/dev/null' \
   --customize-hook='rm -f "$1"/etc/ssh/ssh_host_* "$1/var/lib/dbus/machine-id" && : >"$1/etc/machine-id"' \
+  --customize-hook="printf '%s\n' $(printf '%q ' "${sources[@]}") >\"\$1/etc/apt/sources.list\"" \
+  --customize-hook='rm -f "$1/etc/apt/apt.conf.d/99mmdebstrap"' \
+  --customize-hook="PYTHONDONTWRITEBYTECODE=1 chroot \"\$1\" /usr/bin/python3 - /tmp/packages.tsv /tmp/packages-export.tar <$(printf '%q' "$RECORD") >&2 && mv \"\$1/tmp/packages.tsv\" \"\$1/tmp/packages-export.tar\" $(printf '%q' "$work")/" \
   --customize-hook='rm -rf "$1"/var/cache/apt/archives/*.deb "$1"/var/lib/apt/lists/* "$1"/var/cache/apt/*.bin "$1"/var/log/*.log "$1"/tmp/*' \
-  "$SUITE" "$tree" "deb $MIRROR $SUITE main" "deb $MIRROR $SUITE-updates main" \
-  "deb $SECURITY_MIRROR $SUITE-security main" >&2
+  "$SUITE" "$tree" "${apt_sources[@]}" >&2
 
 kernel=$(cd "$tree/boot" && ls vmlinuz-* | sort -V | tail -1)
 [ -n "$kernel" ] || { echo "stage0: no kernel was installed in the tree" >&2; exit 1; }
@@ -129,5 +152,6 @@ qemu-img convert -q -c -O qcow2 "$disk" "$work/$NAME.qcow2"
 (cd "$work" && sha256sum "$NAME.qcow2" >SHA256SUMS)
 mv -f "$work/$NAME.qcow2" "$out/$NAME.qcow2.tmp"
 mv -f "$out/$NAME.qcow2.tmp" "$out/$NAME.qcow2"
+mv -f "$work/packages.tsv" "$work/packages-export.tar" "$out/"
 mv -f "$work/SHA256SUMS" "$out/SHA256SUMS"
 echo "$out/$NAME.qcow2"

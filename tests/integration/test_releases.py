@@ -45,12 +45,14 @@ def git(repo: Path, *args: str) -> str:
 
 
 def quick_baseline(path: Path) -> None:
-    """Skip the package installs in these builds: the full baseline is covered by test_release."""
+    """One small package instead of the baseline's list, and no time sync: the full baseline is
+    covered by test_release; the one package is what the offline rebuild installs from the
+    release's recorded packages."""
     defaults = path / "ansible" / "roles" / "baseline" / "defaults" / "main.yml"
+    text = defaults.read_text()
+    assert "  - bind9-dnsutils\n" in text
     defaults.write_text(
-        defaults.read_text()
-        .replace("baseline_packages_enabled: true", "baseline_packages_enabled: false")
-        .replace("baseline_timesync_enabled: true", "baseline_timesync_enabled: false")
+        text.replace("  - bind9-dnsutils\n", "").replace("baseline_timesync_enabled: true", "baseline_timesync_enabled: false")
     )
 
 
@@ -354,54 +356,59 @@ def ova_descriptor(ova: Path) -> str:
         return handle.read().decode()
 
 
-def test_a_release_is_built_wholly_from_its_tag(two_releases: Project, tmp_path: Path) -> None:
-    """Change the checkout's conversion/OVF code and an Ansible role, then build the tag again with
-    new state and the same upstream: every file is bit-identical, and the OVF is the tag's."""
+def test_a_release_is_rebuilt_offline_from_its_tag_and_recorded_packages(two_releases: Project, tmp_path: Path) -> None:
+    """Change the checkout's conversion/OVF code and an Ansible role, then `make rebuild` the tag:
+    the tag's own code and roles run, apt in the build VM reads only the local repository of the
+    release's recorded packages (and installs the one package the quick baseline adds from it),
+    and every file is bit-identical to the registry's copy."""
     project = two_releases
     first = project.outputs()["images"]["release-0.1.0"]
+    recorded = (Path(first["dir"]) / "packages.tsv").read_text()
+    assert any(line.startswith("iputils-ping\t") and not line.endswith("\t-") for line in recorded.splitlines())
     changed = {
         project.path / "imagefactory" / "ovf.py": ("<Annotation>", "<Annotation>changed in the checkout: "),
         project.path / "ansible" / "roles" / "release" / "templates" / "release.j2": ("", "CHECKOUT_ONLY=1\n"),
     }
     originals = {path: path.read_text() for path in changed}
-    rebuild = Project(project.path, {**project.env}, stack="rebuild")
+    keep = tmp_path / "rebuilt"
     try:
         for path, (old, new) in changed.items():
             path.write_text(originals[path].replace(old, new, 1) if old else originals[path] + new)
-        pulumi(project.path, "stack", "init", "rebuild", "--secrets-provider", "passphrase", env=rebuild.env)
-        for key, value in (
-            ("upstreamUrl", project.pulumi("config", "get", "imagefactory:upstreamUrl").stdout.strip()),
-            ("upstreamChecksum", project.pulumi("config", "get", "imagefactory:upstreamChecksum").stdout.strip()),
-            ("buildWorkingTree", "false"),
-            ("registryDir", ".state/rebuild/registry"),
-            ("workDir", ".state/rebuild/work"),
-        ):
-            rebuild.config(key, value)
-        # The new registry starts with the published base stage only (as a second builder sharing
-        # the base would): the rebuild re-verifies it and builds the functional stage from the tag.
-        shutil.copytree(project.path / ".state/registry/stages", project.path / ".state/rebuild/registry/stages")
-        rebuild.pulumi("config", "set", "--path", "imagefactory:releases[0]", "release-0.1.0")
-        rebuild.pulumi("up", "--yes", "--skip-preview")
-        again = rebuild.outputs()["images"]["release-0.1.0"]
+        output = make(project, "rebuild", VERSION="release-0.1.0", KEEP=str(keep))
     finally:
         for path, text in originals.items():
             path.write_text(text)
-    assert again["dir"] != first["dir"], "the rebuild has its own registry"
-    # The reproducibility check, layer by layer: when the files differ, the report says where.
-    report = reproducible.compare(
+    report = json.loads((project.path / ".state" / "rebuild.json").read_text())
+    assert "release-0.1.0 (functional): bit-identical to the registry's copy" in output, output[-3000:]
+    assert report["bit_identical"] and {row["artifact"] for row in report["artifacts"]} >= set(first["formats"])
+    # The package came from the local repository: the report counts it, the build log shows apt
+    # reading the repository only.
+    assert report["packages"]["installed_from_repository"] >= 1, report["packages"]
+    assert "the local repository served" in output
+    again = report["formats"]
+    # Had the files differed, the layers would say where.
+    compared = reproducible.compare(
         {"raw": project.path / first["formats"]["raw"]["path"], "formats": first["formats"]},
-        {"raw": project.path / again["formats"]["raw"]["path"], "formats": again["formats"]},
+        {"raw": Path(again["raw"]["path"]), "formats": again},
         tmp_path / "compare",
     )
-    (project.path / ".state" / "rebuild-reproducibility.json").write_text(json.dumps(report, indent=2, default=str))
-    found = [{k: d.get(k) for k in ("layer", "path", "field", "a", "b")} for d in report["found"]][:40]
-    assert report["passed"], f"layers {report['layers_that_differ']} differ; {report['unexplained']}; {found}"
-    assert {f: e["sha256"] for f, e in again["formats"].items()} == {
-        f: e["sha256"] for f, e in first["formats"].items()
-    }
-    assert again["chain"] == first["chain"], "the same chain of custody, link for link"
-    descriptor = ova_descriptor(Path(again["formats"]["ova"]["path"]))
+    found = [{k: d.get(k) for k in ("layer", "path", "field", "a", "b")} for d in compared["found"]][:40]
+    assert compared["passed"], f"layers {compared['layers_that_differ']} differ; {compared['unexplained']}; {found}"
+    descriptor = ova_descriptor(Path(again["ova"]["path"]))
     assert "changed in the checkout" not in descriptor and "<Annotation>release-0.1.0" in descriptor
+
+
+def test_a_rebuild_names_the_recorded_packages_it_cannot_find_and_builds_nothing(two_releases: Project) -> None:
+    """With an empty package cache, the offline rebuild stops before any VM boots."""
+    project = two_releases
+    env = {**project.env, "IMAGEFACTORY_PACKAGES": str(project.path / ".state" / "empty-package-store")}
+    done = subprocess.run(
+        ["make", "-s", "rebuild", "VERSION=release-0.1.0"], cwd=project.path, env=env, capture_output=True, text=True
+    )
+    assert done.returncode != 0
+    assert "package(s) recorded by release-0.1.0 are not in the package cache" in done.stderr, done.stderr[-2000:]
+    assert "iputils-ping" in done.stderr and "nothing was built" in done.stderr
+    assert "packer build" not in done.stdout + done.stderr
 
 
 def test_a_moved_checkout_with_another_accelerator_and_timeout_rebuilds_nothing(
