@@ -87,6 +87,14 @@ root_mib=$((DISK_MIB - ESP_MIB - 2))
 echo "stage0: making the root filesystem (${root_mib} MiB) and the EFI system partition" >&2
 E2FSPROGS_FAKE_TIME=$SOURCE_DATE_EPOCH mke2fs -q -t ext4 -L root -U "$ROOT_UUID" -E "hash_seed=$HASH_SEED" \
   -d "$tree" "$work/root.img" "${root_mib}M"
+# mke2fs -d gives every inode the clock's change time: set each inode's atime and ctime to the
+# recipe's epoch, so two runs with the same package set give the same bytes (a rebuild does).
+(cd "$tree" && find . -xdev) | sed 's|^\.||; s|^$|/|' | while IFS= read -r path; do
+  case $path in *'"'*) echo "stage0: cannot fix the times of $path (a quote in its name)" >&2; exit 1 ;; esac
+  printf 'sif "%s" atime @%s\nsif "%s" ctime @%s\n' "$path" "$SOURCE_DATE_EPOCH" "$path" "$SOURCE_DATE_EPOCH"
+done >"$work/times.debugfs"
+E2FSPROGS_FAKE_TIME=$SOURCE_DATE_EPOCH debugfs -w -f "$work/times.debugfs" "$work/root.img" >/dev/null 2>"$work/times.log" \
+  || { cat "$work/times.log" >&2; exit 1; }
 
 # GRUB boots the kernel through the /vmlinuz and /initrd.img links that Debian's linux-base keeps
 # pointing at the newest kernel, so a machine whose kernel apt upgrades (and autoremoves) boots.
@@ -102,12 +110,15 @@ CFG
 # UEFI: Debian's signed shim at the removable-media path, so no NVRAM entry is needed, and Debian's
 # signed GRUB beside it, which reads grub.cfg from its own folder: it boots with Secure Boot
 # enforced, and the kernel it loads is Debian's signed kernel.
-mkfs.vfat -C -F 32 -n EFI -i "$ESP_VOLID" "$work/esp.img" $((ESP_MIB * 1024)) >/dev/null
+# FAT records times too: mkfs.vfat --invariant fixes its own, mtools dates new folders at
+# SOURCE_DATE_EPOCH, and mcopy -m keeps each file's (clamped) modification time.
+touch -d "@$SOURCE_DATE_EPOCH" "$work/grub.cfg"
+mkfs.vfat --invariant -C -F 32 -n EFI -i "$ESP_VOLID" "$work/esp.img" $((ESP_MIB * 1024)) >/dev/null
 mmd -i "$work/esp.img" ::/EFI ::/EFI/BOOT
-mcopy -i "$work/esp.img" "$tree/usr/lib/shim/shimx64.efi.signed" ::/EFI/BOOT/BOOTX64.EFI
-mcopy -i "$work/esp.img" "$tree/usr/lib/shim/mmx64.efi.signed" ::/EFI/BOOT/mmx64.efi
-mcopy -i "$work/esp.img" "$tree/usr/lib/grub/x86_64-efi-signed/grubx64.efi.signed" ::/EFI/BOOT/grubx64.efi
-mcopy -i "$work/esp.img" "$work/grub.cfg" ::/EFI/BOOT/grub.cfg
+mcopy -m -i "$work/esp.img" "$tree/usr/lib/shim/shimx64.efi.signed" ::/EFI/BOOT/BOOTX64.EFI
+mcopy -m -i "$work/esp.img" "$tree/usr/lib/shim/mmx64.efi.signed" ::/EFI/BOOT/mmx64.efi
+mcopy -m -i "$work/esp.img" "$tree/usr/lib/grub/x86_64-efi-signed/grubx64.efi.signed" ::/EFI/BOOT/grubx64.efi
+mcopy -m -i "$work/esp.img" "$work/grub.cfg" ::/EFI/BOOT/grub.cfg
 # BIOS: GRUB's i386-pc core image, with the same configuration built in, fills the BIOS boot
 # partition; GRUB's boot sector in the protective MBR's code area loads it.
 grub-mkimage -O i386-pc -d "$tree/usr/lib/grub/i386-pc" -p /boot/grub -c "$work/grub.cfg" \

@@ -411,3 +411,24 @@ def test_every_role_applied_again_to_a_launched_machine_changes_nothing(
     for role in ("hardening", "baseline", "health", "release"):
         assert f"TASK [{role} :" in output, f"the {role} role ran"
     assert "TASK [baseline : Install the baseline packages]" in output, "the full baseline, packages included"
+
+
+def test_the_stage0_image_is_built_again_from_its_recorded_packages_with_the_same_bytes(
+    released: Project, tmp_path: Path
+) -> None:
+    """The base stage's manifest publishes the stage-0 image's package set; the stage-0 recipe,
+    with mmdebstrap reading only a local repository of that set from the package store, builds an
+    image with the recorded digest (what `make rebuild … UPSTREAM=rebuild` does)."""
+    from imagefactory import host, rebuild
+
+    version, image = only_version(released)
+    base = released.path / ".state/registry/stages/base" / version
+    manifest = json.loads((base / "manifest.json").read_text())
+    assert manifest["upstream"]["source"].startswith("stage0:")
+    listed = base / manifest["upstream"]["packages"]
+    assert parse_sums((base / "SHA256SUMS").read_text())[listed.name] == ("sha256", file_digest(listed))
+    recorded = packages.parse(listed.read_text())
+    assert {"systemd-sysv", "openssh-server", "cloud-init", "shim-signed"} <= {p.name for p in recorded}
+    assert all(p.sha256 != "-" for p in recorded), "every stage-0 package has the digest its index gave"
+    rebuilt = rebuild.rebuild_stage0(released.path, recorded, manifest["upstream"]["sha256"], host.cache_dir(), tmp_path)
+    assert file_digest(rebuilt) == manifest["upstream"]["sha256"] == image["chain"][0]["sha256"]
