@@ -202,7 +202,7 @@ def write_repo(
 class _Quiet(http.server.SimpleHTTPRequestHandler):
     served: list[str]
 
-    def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - the base class's name
+    def log_message(self, format: str, *args: object) -> None:
         self.served.append(f"{self.command} {self.path} {args[1] if len(args) > 1 else ''}".strip())
 
 

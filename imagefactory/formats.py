@@ -382,7 +382,9 @@ def convert_all(args: FormatsRequest) -> FormatsResult:
     )
     manifest = {k: v for k, v in result.to_json().items() if k != "dir"}  # manifest.json: all but the folder
     write_atomic(tmp_out / "manifest.json", json.dumps(manifest, indent=2, sort_keys=True) + "\n")
-    listed = {v["file"]: v["sha256"] for v in [*formats.values(), *(v for k, v in recorded.items() if k in ("tsv", "sbom"))]}
+    listed = {
+        v["file"]: v["sha256"] for v in [*formats.values(), *(v for k, v in recorded.items() if k in ("tsv", "sbom"))]
+    }
     if "packages" in upstream:
         listed[upstream["packages"]] = file_digest(tmp_out / upstream["packages"])
     write_atomic(tmp_out / "SHA256SUMS", format_sums(listed))

@@ -85,7 +85,9 @@ def rebuild_stage0(tree: Path, recorded: list[packages.Package], sha256: str, ca
     from imagefactory import aptrepo, upstream
 
     repo = work / "stage0-repo"
-    counts = aptrepo.write_repo(repo, recorded, [], cache, "the stage-0 image", os.environ.get("STAGE0_SUITE", "bookworm"))
+    counts = aptrepo.write_repo(
+        repo, recorded, [], cache, "the stage-0 image", os.environ.get("STAGE0_SUITE", "bookworm")
+    )
     print(f"rebuild: stage-0 from {counts['entries']} recorded packages, with no network", file=sys.stderr)
     out = work / "stage0"
     with aptrepo.serve(repo) as server:
@@ -205,7 +207,11 @@ def inner(args: argparse.Namespace) -> dict[str, Any]:
         "stage": stage,
         "commit": manifest["commit"],
         "upstream": manifest["upstream"],
-        "packages": {"recorded": len(recorded), "served": counts["entries"], "installed_from_repository": counts["debs"]},
+        "packages": {
+            "recorded": len(recorded),
+            "served": counts["entries"],
+            "installed_from_repository": counts["debs"],
+        },
         "artifacts": rows,
         "formats": {
             fmt: {**entry, "path": str(args.keep / "formats" / entry["file"])} for fmt, entry in produced.items()
@@ -236,7 +242,9 @@ def outer(args: argparse.Namespace) -> int:
     recorded = json.loads((folder / "manifest.json").read_text())["commit"]
     commit = tag_commit(project, args.version)
     if commit != recorded:
-        raise FactoryError(f"the tag {args.version} points at {commit[:12]}, the release was built from {recorded[:12]}")
+        raise FactoryError(
+            f"the tag {args.version} points at {commit[:12]}, the release was built from {recorded[:12]}"
+        )
     (project / ".state").mkdir(exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="rebuild-", dir=project / ".state") as tmp:
         tree = Path(tmp) / "tree"
@@ -265,7 +273,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--stage", default="", help="a parent stage's name (default: the published image)")
     parser.add_argument("--registry", type=Path, default=Path(".state/registry"))
     parser.add_argument("--stack", default="local")
-    parser.add_argument("--upstream", default="reuse", help="reuse (a cached stage-0 with the recorded digest) or rebuild")
+    parser.add_argument(
+        "--upstream", default="reuse", help="reuse (a cached stage-0 with the recorded digest) or rebuild"
+    )
     parser.add_argument("--report", type=Path, default=Path(".state/rebuild.json"))
     parser.add_argument("--cache", type=Path, default=None)
     parser.add_argument("--keep", type=Path, help="keep the rebuilt files in this folder")

@@ -82,7 +82,10 @@ def run_stage0(script: Path, record: Path, out: Path, cache: Path, repository: s
     export = out / aptrepo.EXPORT_TAR
     kept = aptrepo.ingest_tar(export, cache)
     export.unlink()
-    print(f"upstream: kept {kept.debs} package file(s) of the stage-0 image in {aptrepo.cache_root(cache)}", file=sys.stderr)
+    print(
+        f"upstream: kept {kept.debs} package file(s) of the stage-0 image in {aptrepo.cache_root(cache)}",
+        file=sys.stderr,
+    )
 
 
 def _read(location: str) -> bytes:

@@ -52,7 +52,9 @@ def quick_baseline(path: Path) -> None:
     text = defaults.read_text()
     assert "  - bind9-dnsutils\n" in text
     defaults.write_text(
-        text.replace("  - bind9-dnsutils\n", "").replace("baseline_timesync_enabled: true", "baseline_timesync_enabled: false")
+        text.replace("  - bind9-dnsutils\n", "").replace(
+            "baseline_timesync_enabled: true", "baseline_timesync_enabled: false"
+        )
     )
 
 

@@ -29,7 +29,9 @@ def make_deb(folder: Path, name: str, version: str) -> Path:
         f"Description: test package {name}\n a second line of its description\n"
     )
     deb = folder / f"{name}_{version}_all.deb"
-    subprocess.run(["dpkg-deb", "--root-owner-group", "-Zgzip", "--build", str(root), str(deb)], check=True, capture_output=True)
+    subprocess.run(
+        ["dpkg-deb", "--root-owner-group", "-Zgzip", "--build", str(root), str(deb)], check=True, capture_output=True
+    )
     return deb
 
 
@@ -85,6 +87,10 @@ def test_an_export_tar_is_read_like_its_folder(export: tuple[Path, list[Package]
     with tarfile.open(tar, "w") as archive:
         archive.add(folder / aptrepo.INDEX_NAME, arcname=aptrepo.INDEX_NAME)
         archive.add(folder / "debs", arcname="debs")
+    kept = aptrepo.ingest_tar(tar, tmp_path / "cache")
+    assert (kept.debs, kept.stanzas) == (2, 2)
+    assert all((tmp_path / "cache/packages/debs" / f"{p.sha256}.deb").is_file() for p in recorded)
+    with tarfile.open(tar, "a") as archive:
         evil = tarfile.TarInfo("../outside.deb")
         evil.size = 1
         archive.addfile(evil, io.BytesIO(b"x"))

@@ -29,12 +29,15 @@ BASE, TOP = DEFAULT_STAGES
 def test_the_default_chain_is_a_hardened_base_under_the_functional_image() -> None:
     settings = validate({"upstreamUrl": "/x.qcow2"}, ROOT)
     assert [(s.name, s.playbook) for s in settings.stages] == [("base", "base.yml"), ("functional", "site.yml")]
+    # package_source comes first: in a rebuild it makes apt read the recorded packages only.
     assert stages.playbook_roles((ROOT / "ansible/base.yml").read_text(), "base.yml") == [
+        "package_source",
         "hardening",
         "release",
         "seal",
     ]
     assert stages.playbook_roles((ROOT / "ansible/site.yml").read_text(), "site.yml") == [
+        "package_source",
         "baseline",
         "health",
         "release",

@@ -60,7 +60,7 @@ for item in stanzas("/var/lib/dpkg/status"):
 
 entries = {}
 for lists in sorted(glob.glob("/var/lib/apt/lists/*_Packages")):
-    for item, text in zip(stanzas(lists), paragraphs(lists)):
+    for item, text in zip(stanzas(lists), paragraphs(lists), strict=True):
         key = (item.get("Package"), item.get("Version"), item.get("Architecture"))
         if key in installed and installed[key] == "-" and item.get("SHA256"):
             installed[key] = item["SHA256"]
