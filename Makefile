@@ -104,7 +104,7 @@ bench: setup
 	@$(ENV); python -m bench.release_vs_baseline
 	@$(ENV); python -m bench.s3_upload
 
-## rebuild: rebuild a published release from its tag and recorded packages, offline, and prove it bit-identical, e.g. make rebuild VERSION=release-0.1.0 [STAGE=base] [UPSTREAM=rebuild]
+## rebuild: rebuild a published release from its tag and recorded packages (no package from the network), and prove it bit-identical, e.g. make rebuild VERSION=release-0.1.0 [STAGE=base] [UPSTREAM=rebuild]
 rebuild: setup
 	@$(ENV); python -m imagefactory.rebuild --version "$(VERSION)" --stack $(STACK) \
 	  $(if $(STAGE),--stage "$(STAGE)") --upstream "$(or $(UPSTREAM),reuse)" $(if $(KEEP),--keep "$(KEEP)")

@@ -36,8 +36,6 @@ class ImageFormatsArgs(TypedDict):
     """JSON list: the chain of custody below this stage (imagefactory.stages)."""
     ova_manifest: NotRequired[str]
     """The OVA manifest's digest, sha256 (the default) or sha1."""
-    upstream_packages: NotRequired[pulumi.Input[str]]
-    """The stage-0 upstream's packages.tsv (the first stage only): published as upstream-packages.tsv."""
 
 
 def ova_digest(args: ImageFormatsArgs) -> str:
@@ -73,7 +71,6 @@ class ImageFormats(pulumi.ComponentResource):
                 "recipe": args.get("recipe", ""),
                 "stage_key": args.get("stage_key", ""),
                 "parents": args.get("parents", ""),
-                **({"upstream_packages": args["upstream_packages"]} if "upstream_packages" in args else {}),
                 # Only when not the default: an OVA made before this setting existed keeps its inputs.
                 **({"ova_manifest": digest} if (digest := ova_digest(args)) != "sha256" else {}),
             },

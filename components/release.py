@@ -24,7 +24,7 @@ import pulumi
 
 from components._command import python_step, step_result
 from components.image_build import ImageBuild
-from components.image_formats import ImageFormats, ImageFormatsArgs
+from components.image_formats import ImageFormats
 from components.image_release import ImageRelease
 from components.parent_image import ParentImage
 from components.release_version import ReleaseVersion
@@ -200,7 +200,6 @@ class Pipeline:
             pulumi.Output.all(upstream.source, upstream.sha256, upstream.via).apply(
                 lambda u: [stages.upstream_link(u[0], u[1], u[2])]
             ),
-            upstream.packages,
         )
         top = len(s.stages) - 1
         rebuild = [version.name, version.commit, "" if version.is_release else self.working_tree_digest]
@@ -291,29 +290,29 @@ class Pipeline:
                 "stage": stage.name,
             },
         )
-        formats_args: ImageFormatsArgs = {
-            "version": version.name,
-            "commit": version.commit,
-            "build_epoch": version.commit_time,
-            "build_time": build.build_time,
-            "raw_path": build.raw_path,
-            "raw_sha256": build.raw_sha256,
-            "seal_report": build.seal_report,
-            "upstream_source": below.source,
-            "upstream_sha256": below.sha256,
-            "formats": formats,
-            "out_dir": str(work_dir / version.name),
-            "image_name": image_name,
-            "code_dir": source.source_dir,
-            "stage": stage.name,
-            "recipe": recipe,
-            "stage_key": key,
-            "parents": below.chain.apply(json.dumps),
-            "ova_manifest": ova_manifest,
-        }
-        if below.packages is not None:  # the first stage: the stage-0 image's package set
-            formats_args["upstream_packages"] = below.packages
-        converted = ImageFormats(name, formats_args)
+        converted = ImageFormats(
+            name,
+            {
+                "version": version.name,
+                "commit": version.commit,
+                "build_epoch": version.commit_time,
+                "build_time": build.build_time,
+                "raw_path": build.raw_path,
+                "raw_sha256": build.raw_sha256,
+                "seal_report": build.seal_report,
+                "upstream_source": below.source,
+                "upstream_sha256": below.sha256,
+                "formats": formats,
+                "out_dir": str(work_dir / version.name),
+                "image_name": image_name,
+                "code_dir": source.source_dir,
+                "stage": stage.name,
+                "recipe": recipe,
+                "stage_key": key,
+                "parents": below.chain.apply(json.dumps),
+                "ova_manifest": ova_manifest,
+            },
+        )
         release = ImageRelease(
             name,
             {
@@ -437,5 +436,3 @@ class Parent:
     sha256: pulumi.Output[str]
     source: pulumi.Output[str]
     chain: pulumi.Output[list]
-    packages: pulumi.Output[str] | None = None
-    """The upstream's recorded package set (the stage-0 image's packages.tsv), for the first stage."""

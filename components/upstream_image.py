@@ -27,8 +27,6 @@ class UpstreamImage(pulumi.ComponentResource):
     sha256: pulumi.Output[str]
     source: pulumi.Output[str]
     via: pulumi.Output[str]
-    packages: pulumi.Output[str]
-    """The stage-0 image's recorded package set (packages.tsv); empty for a downloaded image."""
 
     def __init__(self, name: str, args: UpstreamImageArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("imagefactory:local:UpstreamImage", name, None, opts)
@@ -44,5 +42,4 @@ class UpstreamImage(pulumi.ComponentResource):
         self.sha256 = result.apply(lambda r: r.sha256)
         self.source = result.apply(lambda r: r.source)
         self.via = result.apply(lambda r: r.via)
-        self.packages = result.apply(lambda r: r.packages)
         self.register_outputs({"path": self.path, "sha256": self.sha256, "source": self.source, "via": self.via})

@@ -133,14 +133,28 @@ def ingest_tar(tar: Path, cache: Path) -> Ingested:
     with tempfile.TemporaryDirectory(prefix="packages-export-") as tmp:
         try:
             with tarfile.open(tar) as archive:
-                archive.extractall(tmp, filter="data")
+                for member in archive.getmembers():
+                    # Regular files under plain relative names only (a build VM is not trusted
+                    # to write elsewhere on the host); tarfile's own filters need Python 3.11.4.
+                    parts = Path(member.name).parts
+                    if member.isdir() and parts and not member.name.startswith("/") and ".." not in parts:
+                        continue
+                    if not member.isfile() or not parts or member.name.startswith("/") or ".." in parts:
+                        raise FactoryError(f"the package export {tar} holds {member.name!r}; accepted: plain files")
+                    target = Path(tmp, *parts)
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    source = archive.extractfile(member)
+                    if source is None:
+                        raise FactoryError(f"cannot read {member.name} in the package export {tar}")
+                    with source, open(target, "wb") as out:
+                        shutil.copyfileobj(source, out)
         except (tarfile.TarError, OSError) as exc:
             raise FactoryError(f"cannot read the package export {tar}: {exc}") from None
         return ingest(Path(tmp), cache)
 
 
 def _describe(package: Package) -> str:
-    return f"{package.name} {package.version} {package.arch} (sha256:{package.sha256[:16]}…)"
+    return f"{package.name} {package.version} {package.arch} sha256:{package.sha256}"
 
 
 def write_repo(
@@ -150,12 +164,14 @@ def write_repo(
     cache: Path,
     what: str,
     codename: str = "bookworm",
+    missing_list: Path | None = None,
 ) -> dict[str, int]:
     """A flat apt repository in `folder` holding exactly the recorded set. `installed_before` is
     what the image below had (those .deb files are never downloaded, their entries still are
     read). Raises, naming every package, when something the rebuild needs is not in the cache.
     The Release file names the suite's codename: mmdebstrap picks the Essential:yes set from the
-    archive whose codename is the suite it builds."""
+    archive whose codename is the suite it builds. Every missing package is listed in
+    `missing_list` (default: beside `folder`)."""
     root = cache_root(cache)
     before = {(p.name, p.version, p.arch) for p in installed_before}
     missing: list[str] = []
@@ -171,14 +187,17 @@ def write_repo(
             missing.append(_describe(package) + ("" if stanza_file.is_file() else " (no index entry)"))
             continue
         entries.append(with_filename(stanza_file.read_text(), f"pool/{package.sha256}.deb"))
-        if deb.is_file():
+        if needs_deb:
             pool.append(package.sha256)
     if missing:
-        shown = "\n  ".join(missing[:40]) + (f"\n  … and {len(missing) - 40} more" if len(missing) > 40 else "")
+        listing = missing_list or folder.parent / f"{folder.name}-missing.txt"
+        listing.parent.mkdir(parents=True, exist_ok=True)
+        write_atomic(listing, "".join(f"{line}\n" for line in missing))
+        shown = "\n  ".join(missing[:20]) + (f"\n  … and {len(missing) - 20} more" if len(missing) > 20 else "")
         raise FactoryError(
             f"{len(missing)} package(s) recorded by {what} are not in the package cache {root}:\n  {shown}\n"
-            "a build keeps the packages it installs there; rebuild on a machine that built the release "
-            "(or copy its cache folder), nothing was built"
+            f"(all of them in {listing}); a build keeps the packages it installs there: rebuild on a machine "
+            "that built the release (or copy its package cache), nothing was built"
         )
     (folder / "pool").mkdir(parents=True, exist_ok=True)
     for digest in pool:

@@ -121,13 +121,19 @@ def check_disk_size(upstream: Path, disk_size_mib: int) -> None:
 
 
 def build(
-    opts: BuildRequest, accelerator_choice: str, timeout_minutes: int, cache: Path, apt_repository: Path | None = None
+    opts: BuildRequest,
+    accelerator_choice: str,
+    timeout_minutes: int,
+    cache: Path,
+    apt_repository: Path | None = None,
+    served: list[str] | None = None,
 ) -> BuildResult:
     """Build, re-master and report one image. The accelerator, timeout and cache are host facts:
     they never change an image's bytes, so they are not part of the request. The packages the
     build installs are kept in the cache's package store (imagefactory.aptrepo). A rebuild
     (imagefactory.rebuild) passes `apt_repository`, a local repository of the release's
-    recorded packages, which is then apt's only source in the build VM."""
+    recorded packages, which is then apt's only source in the build VM; `served` receives the
+    requests the repository answered."""
     version = validate_version_name(opts.version)
     # Refused before Packer starts: the re-master cannot keep owners and setuid bits without it.
     fstree.require_root(f"building {version}")
@@ -160,12 +166,15 @@ def build(
         print(f"build: removed the SSH key of a killed build ({orphan})", file=sys.stderr)
     secrets = _secret_dir()
     export = work / f"packages-{stamp}.tar"
-    served = contextlib.ExitStack()
+    serving = contextlib.ExitStack()
+    served_log: list[str] = []
     try:
         key, public_key = make_build_key(secrets)
         source_vars = {}
         if apt_repository is not None:
-            server = served.enter_context(aptrepo.serve(apt_repository))
+            server = serving.enter_context(aptrepo.serve(apt_repository))
+            if served is not None:
+                served_log = server.served
             # QEMU's user network maps 10.0.2.2 to the host's loopback, where the repository listens.
             source_vars = {"package_source_repository": f"http://10.0.2.2:{server.port}/"}
         extra_vars = secrets / "build-vars.json"
@@ -218,12 +227,16 @@ def build(
         raise
     finally:
         shutil.rmtree(secrets, ignore_errors=True)
-        served.close()
+        serving.close()
+        if served is not None:
+            served.extend(served_log)
 
     raw = output / "disk.raw"
-    if code == 0 and raw.is_file():
-        keep_packages(export, cache)
-    export.unlink(missing_ok=True)
+    try:
+        if code == 0 and raw.is_file():
+            keep_packages(export, cache)
+    finally:
+        export.unlink(missing_ok=True)
     if code != 0 or not raw.is_file():
         shutil.rmtree(output, ignore_errors=True)
         tail = "\n".join(getattr(run_packer, "tail", [])[-12:])
@@ -257,7 +270,11 @@ def keep_packages(export: Path, cache: Path) -> None:
     if not export.is_file():
         print(f"build: the build VM exported no packages ({export.name}); a rebuild may miss some", file=sys.stderr)
         return
-    kept = aptrepo.ingest_tar(export, cache)
+    try:
+        kept = aptrepo.ingest_tar(export, cache)
+    except (FactoryError, OSError) as exc:  # the image is good; only a later rebuild may miss packages
+        print(f"build: the packages the build used were not kept: {exc}", file=sys.stderr)
+        return
     print(
         f"build: kept {kept.debs} package file(s) ({kept.new_debs} new) and {kept.stanzas} index entries "
         f"in {aptrepo.cache_root(cache)}",

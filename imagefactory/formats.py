@@ -34,6 +34,7 @@ from imagefactory.files import partial_name, run, write_atomic
 from imagefactory.remaster import derived_uuid
 from imagefactory.stages import upstream_link
 from imagefactory.steps import FormatsRequest, FormatsResult
+from imagefactory.upstream import stage0_packages
 
 MIB = 1024 * 1024
 
@@ -353,11 +354,10 @@ def convert_all(args: FormatsRequest) -> FormatsResult:
     )
     recorded = package_files(args.raw, tmp_out, args.name, args.version, args.build_epoch)
     upstream = {"source": args.upstream_source, "sha256": args.upstream_sha256}
-    if args.upstream_packages:
-        # The stage-0 image's own package set: what a rebuild of this version builds it again from.
-        listed_upstream = Path(args.upstream_packages)
-        if not listed_upstream.is_file():
-            raise FactoryError(f"the upstream's package set {listed_upstream} is missing; run the release again")
+    # The stage-0 image's own package set, from the cache folder that holds that image: what a
+    # rebuild of this version builds it again from (imagefactory.rebuild).
+    listed_upstream = stage0_packages(args.upstream_source, args.upstream_sha256, host.cache_dir())
+    if listed_upstream is not None:
         text = packages.to_tsv(packages.parse(listed_upstream.read_text(), str(listed_upstream)))
         write_atomic(tmp_out / packages.UPSTREAM_TSV_NAME, text)
         upstream["packages"] = packages.UPSTREAM_TSV_NAME

@@ -1,4 +1,4 @@
-"""Rebuild a published release from its tag and its recorded packages, with no network, and
+"""Rebuild a published release from its tag and its recorded packages (none from the network), and
 prove that the result is bit-identical to the registry's copy.
 
     python -m imagefactory.rebuild --version release-0.1.0 [--stage base] [--registry .state/registry]
@@ -80,29 +80,52 @@ def find_stage0(cache: Path, sha256: str) -> Path | None:
     return None
 
 
-def rebuild_stage0(tree: Path, recorded: list[packages.Package], sha256: str, cache: Path, work: Path) -> Path:
-    """Build the stage-0 image again with the tag's recipe, from the recorded packages only."""
+def rebuild_stage0(
+    tree: Path,
+    recorded: list[packages.Package],
+    sha256: str,
+    cache: Path,
+    work: Path,
+    recipe: str | None = None,
+    missing_list: Path | None = None,
+) -> Path:
+    """Build the stage-0 image again with the tag's recipe (checked against `recipe`, the digest
+    the release recorded), from the recorded packages only."""
+    import hashlib
+
     from imagefactory import aptrepo, upstream
 
+    script = tree / "imagefactory" / "stage0" / "build.sh"
+    record = tree / "ansible" / "roles" / "seal" / "files" / "record-packages.py"
+    if recipe is not None:
+        actual = hashlib.sha256(script.read_bytes() + record.read_bytes()).hexdigest()[:16]
+        if actual != recipe:
+            raise FactoryError(
+                f"the stage-0 image was built by recipe {recipe}, and the tag's tree holds recipe {actual}: "
+                "it was built from another checkout, so the tag cannot build it again"
+            )
     repo = work / "stage0-repo"
     counts = aptrepo.write_repo(
-        repo, recorded, [], cache, "the stage-0 image", os.environ.get("STAGE0_SUITE", "bookworm")
+        repo,
+        recorded,
+        [],
+        cache,
+        "the stage-0 image",
+        "bookworm",
+        missing_list,  # the recipe's suite
     )
     print(f"rebuild: stage-0 from {counts['entries']} recorded packages, with no network", file=sys.stderr)
     out = work / "stage0"
     with aptrepo.serve(repo) as server:
-        upstream.run_stage0(
-            tree / "imagefactory" / "stage0" / "build.sh",
-            tree / "ansible" / "roles" / "seal" / "files" / "record-packages.py",
-            out,
-            cache,
-            f"http://127.0.0.1:{server.port}/",
-        )
+        upstream.run_stage0(script, record, out, cache, f"http://127.0.0.1:{server.port}/")
     image = out / upstream.STAGE0_IMAGE
     actual = file_digest(image)
     again = packages.parse((out / packages.TSV_NAME).read_text())
     if again != sorted(recorded):
-        raise FactoryError("the stage-0 image rebuilt from the recorded packages installed another package set")
+        changes = packages.format_diff(packages.diff(sorted(recorded), again), "recorded", "rebuilt")
+        raise FactoryError(
+            "the stage-0 image rebuilt from the recorded packages has another package set:\n  " + "\n  ".join(changes)
+        )
     if actual != sha256:
         raise FactoryError(
             f"the stage-0 image rebuilt from the recorded packages is sha256:{actual}; the release recorded "
@@ -119,7 +142,14 @@ def rebuild_stage0(tree: Path, recorded: list[packages.Package], sha256: str, ca
 
 
 def input_image(
-    manifest: dict[str, Any], folder: Path, registry: Path, tree: Path, cache: Path, work: Path, upstream_mode: str
+    manifest: dict[str, Any],
+    folder: Path,
+    registry: Path,
+    tree: Path,
+    cache: Path,
+    work: Path,
+    upstream_mode: str,
+    missing: Path | None = None,
 ) -> tuple[Path, list[packages.Package]]:
     """What the stage boots, checked against the recorded digest, and the package set it holds."""
     source, sha256 = manifest["upstream"]["source"], manifest["upstream"]["sha256"]
@@ -133,12 +163,12 @@ def input_image(
         recorded = packages.parse((folder / listed).read_text(), str(folder / listed))
         image = None if upstream_mode == "rebuild" else find_stage0(cache, sha256)
         if image is None:
-            image = rebuild_stage0(tree, recorded, sha256, cache, work)
+            image = rebuild_stage0(tree, recorded, sha256, cache, work, source.removeprefix("stage0:"), missing)
         else:
             print(f"rebuild: the stage-0 image sha256:{sha256[:16]}… is in the cache ({image})", file=sys.stderr)
         return image, recorded
     parent_stage, _, parent_version = source.partition(" ")
-    if parent_version:
+    if parent_version and stages.STAGE_NAME.fullmatch(parent_stage) and "/" not in source:
         parent = manifest_dir(registry, parent_version, parent_stage)
         entry = json.loads((parent / "manifest.json").read_text())["formats"][stages.PARENT_FORMAT]
         image = parent / entry["file"]
@@ -169,15 +199,24 @@ def inner(args: argparse.Namespace) -> dict[str, Any]:
     folder = manifest_dir(registry, args.version, args.stage)
     manifest = json.loads((folder / "manifest.json").read_text())
     stage = manifest.get("stage") or ""
-    image, before = input_image(manifest, folder, registry, tree, cache, work, args.upstream)
+    missing = args.report.with_name("rebuild-missing.txt")
+    missing.unlink(missing_ok=True)
+    image, before = input_image(manifest, folder, registry, tree, cache, work, args.upstream, missing)
     recorded = packages.published(folder.parent, args.version)
     repo = work / "repo"
-    counts = aptrepo.write_repo(repo, recorded, before, cache, args.version)
+    counts = aptrepo.write_repo(repo, recorded, before, cache, args.version, missing_list=missing)
     print(
         f"rebuild: {args.version}{f' ({stage})' if stage else ''} with apt reading only a local repository of "
         f"{counts['entries']} recorded packages ({counts['debs']} to install)",
         file=sys.stderr,
     )
+    playbook = playbook_of(tree, args.stack, stage) if stage else "site.yml"
+    recipe = manifest.get("recipe", "")
+    if recipe and stage and stages.working_tree_recipe(tree, stages.Stage(stage, playbook)) != recipe:
+        raise FactoryError(
+            f"the tag's stage {stage!r} (ansible/{playbook} of stack {args.stack}) is not the recipe the release "
+            f"recorded ({recipe}); name the stack it was released with: make rebuild STACK=…"
+        )
     epoch = epoch_of(manifest["build_time"])
     request = BuildRequest(
         version=args.version,
@@ -189,11 +228,14 @@ def inner(args: argparse.Namespace) -> dict[str, Any]:
         upstream_source=manifest["upstream"]["source"],
         work_dir=work / "build",
         disk_size_mib=int(manifest["disk_size_mib"]),
-        playbook=playbook_of(tree, args.stack, stage) if stage else "site.yml",
+        playbook=playbook,
         stage=stage,
     )
-    facts = host.read()
-    built = build.build(request, facts.accelerator, facts.build_timeout_minutes, cache, apt_repository=repo)
+    facts = host.read(Path(os.environ.get("IMAGEFACTORY_PROJECT", ".")))  # the user's accelerator and timeout
+    served: list[str] = []
+    built = build.build(
+        request, facts.accelerator, facts.build_timeout_minutes, cache, apt_repository=repo, served=served
+    )
     ova = manifest["formats"].get("ova", {}).get("manifest_digest", "sha256")
     produced = formats.produce(
         Path(built.raw), work / "formats", manifest["name"], args.version, list(manifest["formats"]), epoch, ova
@@ -201,7 +243,7 @@ def inner(args: argparse.Namespace) -> dict[str, Any]:
     rows = compare(manifest, produced, built.sha256)
     if args.keep:
         args.keep.mkdir(parents=True, exist_ok=True)
-        shutil.move(str(work / "formats"), str(args.keep / "formats"))
+        (work / "formats").replace(args.keep / "formats")
     return {
         "version": args.version,
         "stage": stage,
@@ -209,8 +251,9 @@ def inner(args: argparse.Namespace) -> dict[str, Any]:
         "upstream": manifest["upstream"],
         "packages": {
             "recorded": len(recorded),
-            "served": counts["entries"],
-            "installed_from_repository": counts["debs"],
+            "index_entries": counts["entries"],
+            "to_install": counts["debs"],
+            "downloaded": sorted(line.split()[1] for line in served if line.startswith("GET /pool/")),
         },
         "artifacts": rows,
         "formats": {
@@ -245,6 +288,9 @@ def outer(args: argparse.Namespace) -> int:
         raise FactoryError(
             f"the tag {args.version} points at {commit[:12]}, the release was built from {recorded[:12]}"
         )
+    if args.keep and args.keep.exists():
+        raise FactoryError(f"KEEP folder {args.keep} exists; accepted: a folder that does not exist yet")
+    args.report.unlink(missing_ok=True)  # a failed rebuild leaves no verdict of an earlier one
     (project / ".state").mkdir(exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="rebuild-", dir=project / ".state") as tmp:
         tree = Path(tmp) / "tree"
@@ -256,7 +302,7 @@ def outer(args: argparse.Namespace) -> int:
         command = [
             sys.executable, "-m", "imagefactory.rebuild", "--inner",
             "--version", args.version, "--registry", str(registry), "--tree", str(tree),
-            "--work", str(Path(tmp) / "work"), "--cache", str(args.cache), "--upstream", args.upstream,
+            "--work", str(Path(tmp) / "work"), "--cache", str(args.cache.resolve()), "--upstream", args.upstream,
             "--stack", args.stack, "--report", str(args.report.resolve()),
         ]  # fmt: skip
         if args.keep:
@@ -264,6 +310,8 @@ def outer(args: argparse.Namespace) -> int:
         if args.stage:
             command += ["--stage", args.stage]
         env = {**os.environ, "PYTHONPATH": str(tree), "IMAGEFACTORY_PROJECT": str(project)}
+        if env.get("IMAGEFACTORY_PACKAGES"):
+            env["IMAGEFACTORY_PACKAGES"] = str(Path(env["IMAGEFACTORY_PACKAGES"]).resolve())
         return subprocess.run(command, cwd=tree, env=env, check=False).returncode
 
 

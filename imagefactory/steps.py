@@ -223,9 +223,6 @@ class UpstreamResult(Result):
     checksum: str
     via: str
     """download, path or stage0."""
-    packages: str = ""
-    """The stage-0 image's package set (packages.tsv, imagefactory.packages); empty for an image
-    that was downloaded (its digest pins it)."""
 
 
 # --- sources of a release -----------------------------------------------------------------------
@@ -322,9 +319,6 @@ class FormatsRequest(Request):
     parents: str = arg("PARENT_CHAIN", default="", doc="JSON list: the chain of custody below this stage")
     ova_manifest: str | None = arg(
         "OVA_MANIFEST", cli=False, default=None, doc="digest of the OVA's .mf: sha256 (when unset) or sha1"
-    )
-    upstream_packages: str = arg(
-        "UPSTREAM_PACKAGES", default="", doc="the stage-0 upstream's packages.tsv, published beside the manifest"
     )
 
 

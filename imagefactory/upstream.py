@@ -72,7 +72,9 @@ def run_stage0(script: Path, record: Path, out: Path, cache: Path, repository: s
             "run the release as root once, or configure imagefactory:upstreamUrl"
         )
     shutil.rmtree(out, ignore_errors=True)
-    env = {**os.environ, "STAGE0_RECORD_SCRIPT": str(record)}
+    # Only the recipe decides the bytes: no SOURCE_DATE_EPOCH or STAGE0_* of the caller's shell.
+    env = {k: v for k, v in os.environ.items() if not k.startswith("STAGE0_") and k != "SOURCE_DATE_EPOCH"}
+    env["STAGE0_RECORD_SCRIPT"] = str(record)
     if repository:
         env["STAGE0_REPOSITORY"] = repository
     result = subprocess.run([str(script), str(out)], stdout=subprocess.DEVNULL, env=env, check=False)
@@ -166,14 +168,22 @@ def build_stage0(cache: Path) -> Upstream:
         shutil.rmtree(folder, ignore_errors=True)
         tmp.replace(folder)
     resolved = resolve(str(image), f"file:{sums}", cache)
-    return Upstream(
-        resolved.path,
-        resolved.sha256,
-        f"stage0:{stage0_recipe_digest()}",
-        resolved.checksum,
-        "stage0",
-        str(folder / packages.TSV_NAME),
-    )
+    return Upstream(resolved.path, resolved.sha256, f"stage0:{stage0_recipe_digest()}", resolved.checksum, "stage0")
+
+
+def stage0_packages(source: str, sha256: str, cache: Path) -> Path | None:
+    """The recorded package set of the stage-0 image an upstream source names ("stage0:<recipe>"),
+    when the cache holds that image with this digest; None for any other upstream. A host fact:
+    read when the formats step runs, never a resource input."""
+    if not source.startswith("stage0:"):
+        return None
+    folder = cache / "upstream" / f"stage0-{source.removeprefix('stage0:')}"
+    listed, sums = folder / packages.TSV_NAME, folder / "SHA256SUMS"
+    try:
+        recorded = parse_sums(sums.read_text()).get(STAGE0_IMAGE)
+    except (OSError, FactoryError):
+        return None
+    return listed if recorded == ("sha256", sha256) and listed.is_file() else None
 
 
 def resolve_with_fallback(url: str, checksum: str, fallback: str, cache: Path) -> Upstream:

@@ -95,6 +95,8 @@ E2FSPROGS_FAKE_TIME=$SOURCE_DATE_EPOCH mke2fs -q -t ext4 -L root -U "$ROOT_UUID"
 done >"$work/times.debugfs"
 E2FSPROGS_FAKE_TIME=$SOURCE_DATE_EPOCH debugfs -w -f "$work/times.debugfs" "$work/root.img" >/dev/null 2>"$work/times.log" \
   || { cat "$work/times.log" >&2; exit 1; }
+# debugfs exits 0 when a request fails: anything but its banner on stderr is a failure.
+if grep -v '^debugfs [0-9]' "$work/times.log" >&2; then echo "stage0: debugfs could not set every inode's times" >&2; exit 1; fi
 
 # GRUB boots the kernel through the /vmlinuz and /initrd.img links that Debian's linux-base keeps
 # pointing at the newest kernel, so a machine whose kernel apt upgrades (and autoremoves) boots.

@@ -430,7 +430,8 @@ def test_the_stage0_image_is_built_again_from_its_recorded_packages_with_the_sam
     recorded = packages.parse(listed.read_text())
     assert {"systemd-sysv", "openssh-server", "cloud-init", "shim-signed"} <= {p.name for p in recorded}
     assert all(p.sha256 != "-" for p in recorded), "every stage-0 package has the digest its index gave"
+    recipe = manifest["upstream"]["source"].removeprefix("stage0:")
     rebuilt = rebuild.rebuild_stage0(
-        released.path, recorded, manifest["upstream"]["sha256"], host.cache_dir(), tmp_path
+        released.path, recorded, manifest["upstream"]["sha256"], host.cache_dir(), tmp_path, recipe
     )
     assert file_digest(rebuilt) == manifest["upstream"]["sha256"] == image["chain"][0]["sha256"]
