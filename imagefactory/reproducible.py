@@ -21,6 +21,7 @@ import shutil
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -223,10 +224,21 @@ def build_once(
     return {"raw": built.raw, "formats": produced, "dir": str(out), "seconds": round(time.monotonic() - start, 1)}
 
 
-def run_pairs(pairs: int, base: Path, version: versions.Version, up: Any, cache: Path, root: Path, keep: bool) -> dict:
+def run_pairs(
+    pairs: int,
+    base: Path,
+    version: versions.Version,
+    up: Any,
+    cache: Path,
+    root: Path,
+    keep: bool,
+    progress: Callable[[dict], None] | None = None,
+) -> dict:
     """Build `pairs` pairs of the same version, each compared in layers. The report is the first
     failing pair's (else the last pair's), with every pair's outcome in `pairs`; it passes only
-    when every pair passed: one identical pair proves little when a cause is intermittent."""
+    when every pair passed: one identical pair proves little when a cause is intermittent.
+    `progress` gets the report so far after each pair (`complete` false until the last one), so
+    a long run that is stopped still leaves the pairs it finished."""
     outcomes: list[dict[str, Any]] = []
     chosen: dict[str, Any] = {}
     for number in range(1, pairs + 1):
@@ -249,17 +261,24 @@ def run_pairs(pairs: int, base: Path, version: versions.Version, up: Any, cache:
             chosen = report
         if not keep:
             shutil.rmtree(folder, ignore_errors=True)
-    if chosen["passed"]:
-        chosen = report
-    chosen.update(
+        if progress is not None and number < pairs:
+            progress(_summary(report if chosen["passed"] else chosen, version, outcomes, pairs))
+    return _summary(report if chosen["passed"] else chosen, version, outcomes, pairs)
+
+
+def _summary(chosen: dict[str, Any], version: versions.Version, outcomes: list[dict[str, Any]], pairs: int) -> dict:
+    summary = dict(chosen)
+    summary.update(
         {
             "version": version.name,
             "commit": version.commit,
-            "pairs": outcomes,
-            "passed": all(o["passed"] for o in outcomes),
+            "pairs": list(outcomes),
+            "pairs_requested": pairs,
+            "complete": len(outcomes) == pairs,
+            "passed": len(outcomes) == pairs and all(o["passed"] for o in outcomes),
         }
     )
-    return chosen
+    return summary
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -287,7 +306,16 @@ def main(argv: list[str] | None = None) -> int:
             base = Path(tmp) if args.keep is None else args.keep
             if args.keep is not None:
                 base.mkdir(parents=True)
-            report = run_pairs(args.pairs, base, version, up, cache, root, args.keep is not None)
+            report = run_pairs(
+                args.pairs,
+                base,
+                version,
+                up,
+                cache,
+                root,
+                args.keep is not None,
+                lambda partial: files.write_atomic(args.report, json.dumps(partial, indent=2, default=str) + "\n"),
+            )
     except FactoryError as exc:
         print(f"reproducible: {exc}", file=sys.stderr)
         return 1

@@ -139,7 +139,10 @@ def test_every_pair_must_pass_and_the_report_shows_the_failing_one(
     built = lambda label, folder, *args: {**_run(builds[(folder.name, label)]), "seconds": 1}  # noqa: E731
     monkeypatch.setattr(reproducible, "build_once", built)
     version = SimpleNamespace(name="dev-x", commit="c")
-    report = reproducible.run_pairs(2, tmp_path / "runs", version, None, tmp_path, tmp_path, keep=True)  # type: ignore[arg-type]
+    partial: list[dict] = []
+    report = reproducible.run_pairs(2, tmp_path / "runs", version, None, tmp_path, tmp_path, True, partial.append)  # type: ignore[arg-type]
     assert [o["passed"] for o in report["pairs"]] == [True, False]
-    assert report["passed"] is False
+    assert report["passed"] is False and report["complete"] is True
+    # After the first pair, the report so far: one pair passed, yet the run does not pass.
+    assert [(p["complete"], p["passed"], len(p["pairs"])) for p in partial] == [(False, False, 1)]
     assert 6 in report["layers_that_differ"], "the report is the failing pair's"
