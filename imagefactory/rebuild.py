@@ -91,14 +91,11 @@ def rebuild_stage0(
 ) -> Path:
     """Build the stage-0 image again with the tag's recipe (checked against `recipe`, the digest
     the release recorded), from the recorded packages only."""
-    import hashlib
-
     from imagefactory import aptrepo, upstream
 
-    script = tree / "imagefactory" / "stage0" / "build.sh"
-    record = tree / "ansible" / "roles" / "seal" / "files" / "record-packages.py"
+    script, record = upstream.stage0_files(tree)
     if recipe is not None:
-        actual = hashlib.sha256(script.read_bytes() + record.read_bytes()).hexdigest()[:16]
+        actual = upstream.stage0_recipe_digest(tree)
         if actual != recipe:
             raise FactoryError(
                 f"the stage-0 image was built by recipe {recipe}, and the tag's tree holds recipe {actual}: "

@@ -28,9 +28,19 @@ from imagefactory.checksums import file_digest, parse_expected, parse_sums, veri
 from imagefactory.errors import FactoryError, run_step
 from imagefactory.steps import UpstreamRequest, UpstreamResult
 
-STAGE0_SCRIPT = Path(__file__).resolve().parent / "stage0" / "build.sh"
-# The seal role's recorder: the stage-0 recipe records its package set with the same script.
-RECORD_SCRIPT = Path(__file__).resolve().parent.parent / "ansible" / "roles" / "seal" / "files" / "record-packages.py"
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+def stage0_files(root: Path) -> tuple[Path, Path]:
+    """The stage-0 recipe of a project tree, and the seal role's recorder that it runs to record
+    its package set with the same script."""
+    return (
+        root / "imagefactory" / "stage0" / "build.sh",
+        root / "ansible" / "roles" / "seal" / "files" / "record-packages.py",
+    )
+
+
+STAGE0_SCRIPT, RECORD_SCRIPT = stage0_files(PROJECT_ROOT)
 STAGE0_IMAGE = "debian-12-stage0-amd64.qcow2"
 FETCH_TIMEOUT = 20
 # An upstream on a closed local port: unreachable at once, without traffic to any other address.
@@ -57,10 +67,11 @@ def is_url(location: str) -> bool:
     return urllib.parse.urlparse(location).scheme in ("http", "https")
 
 
-def stage0_recipe_digest() -> str:
+def stage0_recipe_digest(root: Path = PROJECT_ROOT) -> str:
     """Changes whenever the stage-0 recipe (or the recorder it runs) changes, so a new recipe
-    builds a new image."""
-    return hashlib.sha256(STAGE0_SCRIPT.read_bytes() + RECORD_SCRIPT.read_bytes()).hexdigest()[:16]
+    builds a new image; `root` is the project tree (a tag's exported tree for a rebuild)."""
+    script, record = stage0_files(root)
+    return hashlib.sha256(script.read_bytes() + record.read_bytes()).hexdigest()[:16]
 
 
 def run_stage0(script: Path, record: Path, out: Path, cache: Path, repository: str = "") -> None:

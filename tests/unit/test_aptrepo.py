@@ -99,13 +99,19 @@ def test_an_export_tar_is_read_like_its_folder(export: tuple[Path, list[Package]
     assert not (tmp_path / "outside.deb").exists()
 
 
-def test_a_missing_package_is_named_and_no_repository_is_written(
-    export: tuple[Path, list[Package]], tmp_path: Path
-) -> None:
+def store_without_second_deb(export: tuple[Path, list[Package]], tmp_path: Path) -> tuple[list[Package], Path]:
+    """The export kept in a store, then the second package's .deb lost (its index entry stays)."""
     folder, recorded = export
     cache = tmp_path / "cache"
     aptrepo.ingest(folder, cache)
     (cache / "packages" / "debs" / f"{recorded[1].sha256}.deb").unlink()
+    return recorded, cache
+
+
+def test_a_missing_package_is_named_and_no_repository_is_written(
+    export: tuple[Path, list[Package]], tmp_path: Path
+) -> None:
+    recorded, cache = store_without_second_deb(export, tmp_path)
     ghost = Package("gamma", "3.0", "amd64", "ab" * 32)
     repo = tmp_path / "repo"
     with pytest.raises(FactoryError) as caught:
@@ -124,10 +130,7 @@ def test_a_missing_package_is_named_and_no_repository_is_written(
 def test_a_package_the_image_below_had_needs_only_its_index_entry(
     export: tuple[Path, list[Package]], tmp_path: Path
 ) -> None:
-    folder, recorded = export
-    cache = tmp_path / "cache"
-    aptrepo.ingest(folder, cache)
-    (cache / "packages" / "debs" / f"{recorded[1].sha256}.deb").unlink()
+    recorded, cache = store_without_second_deb(export, tmp_path)
     unrecorded = Package("delta", "1", "all", "-")
     counts = aptrepo.write_repo(tmp_path / "repo", [*recorded, unrecorded], [recorded[1]], cache, "v")
     assert counts == {"entries": 2, "debs": 1}
