@@ -8,12 +8,24 @@ FactoryError that names it and carries what it said.
 
 from __future__ import annotations
 
+import fcntl
 import os
 import subprocess
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 
 from imagefactory.errors import FactoryError
+
+
+@contextmanager
+def exclusive(lock: Path) -> Iterator[None]:
+    """Hold an exclusive lock on the file `lock` (made when missing) for the block: another process
+    asking for it waits. The lock ends with the process, however it ends."""
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock, "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        yield
 
 
 def partial_name(path: Path) -> Path:

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import fcntl
 import json
 import os
 import shutil
@@ -36,7 +35,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from imagefactory import host
+from imagefactory import files, host
 from imagefactory.checksums import file_digest, parse_sums
 from imagefactory.errors import FactoryError, run_step
 from imagefactory.files import fsync, write_atomic
@@ -50,9 +49,7 @@ def is_dev(version: str) -> bool:
 
 @contextmanager
 def locked(registry: Path) -> Iterator[None]:
-    registry.mkdir(parents=True, exist_ok=True)
-    with open(registry / ".lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+    with files.exclusive(registry / ".lock"):
         yield
 
 

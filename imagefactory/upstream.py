@@ -23,7 +23,7 @@ import urllib.parse
 import urllib.request
 from pathlib import Path
 
-from imagefactory import aptrepo, host, packages
+from imagefactory import aptrepo, files, host, packages
 from imagefactory.checksums import file_digest, parse_expected, parse_sums, verify
 from imagefactory.errors import FactoryError, run_step
 from imagefactory.steps import UpstreamRequest, UpstreamResult
@@ -172,12 +172,14 @@ def build_stage0(cache: Path) -> Upstream:
     folder = cache / "upstream" / f"stage0-{stage0_recipe_digest()}"
     image = folder / STAGE0_IMAGE
     sums = folder / "SHA256SUMS"
-    if not (image.is_file() and sums.is_file() and (folder / packages.TSV_NAME).is_file()):
-        print(f"upstream: building the stage-0 Debian 12 image into {folder} (about 1-2 minutes)", file=sys.stderr)
-        tmp = folder.with_name(folder.name + ".tmp")
-        run_stage0(STAGE0_SCRIPT, RECORD_SCRIPT, tmp, cache)
-        shutil.rmtree(folder, ignore_errors=True)
-        tmp.replace(folder)
+    # Two releases on one machine may both need it: the second waits for the first's image.
+    with files.exclusive(folder.with_name(f".{folder.name}.lock")):
+        if not (image.is_file() and sums.is_file() and (folder / packages.TSV_NAME).is_file()):
+            print(f"upstream: building the stage-0 Debian 12 image into {folder} (about 1-2 minutes)", file=sys.stderr)
+            tmp = folder.with_name(folder.name + ".tmp")
+            run_stage0(STAGE0_SCRIPT, RECORD_SCRIPT, tmp, cache)
+            shutil.rmtree(folder, ignore_errors=True)
+            tmp.replace(folder)
     resolved = resolve(str(image), f"file:{sums}", cache)
     return Upstream(resolved.path, resolved.sha256, f"stage0:{stage0_recipe_digest()}", resolved.checksum, "stage0")
 

@@ -234,6 +234,36 @@ install_seaweedfs() {
     -- "github.com/tyler-smith/go-bip39 => github.com/cosmos/go-bip39 v1.0.0"
 }
 
+# --- Independent installs, side by side ---------------------------------------------
+lane_python() {
+  install_venv
+  link_project_into_venv
+  install_azurite
+}
+lane_pulumi() {
+  install_pulumi
+  install_command_provider
+}
+lane_packer() { install_packer; }
+
+in_parallel() {
+  # in_parallel <function>...: run each in a background subshell, wait for all, and fail (after
+  # every one has ended, so no build is left running) when any failed, naming it.
+  local pids=() names=() failed=() i
+  for i in "$@"; do
+    ("$i") &
+    pids+=("$!")
+    names+=("$i")
+  done
+  for i in "${!pids[@]}"; do
+    wait "${pids[$i]}" || failed+=("${names[$i]}")
+  done
+  if [ ${#failed[@]} -gt 0 ]; then
+    printf 'setup: failed: %s (its error is printed above)\n' "${failed[*]}" >&2
+    exit 1
+  fi
+}
+
 main() {
   if [ "${1:-}" = "--check" ]; then
     check
@@ -241,13 +271,9 @@ main() {
   fi
   mkdir -p "$IMAGEFACTORY_TOOLS" "$PULUMI_HOME" "$PACKER_PLUGIN_PATH"
   install_debian_packages
-  install_venv
-  link_project_into_venv
-  install_pulumi
-  install_command_provider
-  install_packer
-  install_azurite
-  install_seaweedfs
+  # The Go builds spend much of their time downloading modules and linking, one core each: on a
+  # cold machine the independent ones run side by side (about half the time on 2 cores).
+  in_parallel lane_python lane_pulumi lane_packer install_seaweedfs
   ensure_passphrase
   "$IMAGEFACTORY_ROOT/tools/stack.sh" git-filter
 }

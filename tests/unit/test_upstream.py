@@ -90,3 +90,30 @@ def test_only_an_unreachable_network_falls_back_and_only_when_allowed(tmp_path: 
     assert found.via == "stage0" and no_stage0 == [tmp_path]
     with pytest.raises(FactoryError, match=r"cannot be fetched .*imagefactory:upstreamFallback is 'none'"):
         upstream.resolve_with_fallback(upstream.UNREACHABLE_URL, upstream.UNREACHABLE_SUMS, "none", tmp_path)
+
+
+def test_two_releases_needing_the_stage0_image_at_once_build_it_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The second waits for the first's image instead of building into the same folder."""
+    from imagefactory import packages
+
+    runs: list[Path] = []
+
+    def recipe(script: Path, record: Path, out: Path, cache: Path, repository: str = "") -> None:
+        runs.append(out)
+        threading.Event().wait(0.5)  # long enough for the other release to ask meanwhile
+        out.mkdir(parents=True)
+        (out / upstream.STAGE0_IMAGE).write_bytes(IMAGE)
+        (out / "SHA256SUMS").write_text(f"{DIGEST}  {upstream.STAGE0_IMAGE}\n")
+        (out / packages.TSV_NAME).write_text("")
+
+    monkeypatch.setattr(upstream, "run_stage0", recipe)
+    found: list[upstream.Upstream] = []
+    releases = [threading.Thread(target=lambda: found.append(upstream.build_stage0(tmp_path))) for _ in range(2)]
+    for release in releases:
+        release.start()
+    for release in releases:
+        release.join()
+    assert len(runs) == 1
+    assert [f.sha256 for f in found] == [DIGEST, DIGEST]
