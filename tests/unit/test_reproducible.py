@@ -146,3 +146,20 @@ def test_every_pair_must_pass_and_the_report_shows_the_failing_one(
     # After the first pair, the report so far: one pair passed, yet the run does not pass.
     assert [(p["complete"], p["passed"], len(p["pairs"])) for p in partial] == [(False, False, 1)]
     assert 6 in report["layers_that_differ"], "the report is the failing pair's"
+
+
+def test_side_by_side_the_two_builds_of_a_pair_run_at_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each build waits for the other to have started: one after the other, the wait times out."""
+    import threading
+
+    a = make_gpt_disk(tmp_path / "a", {"/etc/release": "IMAGE_VERSION=1\n"})
+    both_started = threading.Barrier(2, timeout=10)
+
+    def built(label: str, folder: Path, *args: object) -> dict:
+        both_started.wait()
+        return {**_run(a), "seconds": 1}
+
+    monkeypatch.setattr(reproducible, "build_once", built)
+    version = SimpleNamespace(name="dev-x", commit="c")
+    report = reproducible.run_pairs(1, tmp_path / "runs", version, None, tmp_path, tmp_path, True, side_by_side=True)  # type: ignore[arg-type]
+    assert report["passed"] is True and report["pairs"][0]["built"] == "side by side"
