@@ -38,7 +38,7 @@ from pathlib import Path
 
 from imagefactory.checksums import file_digest
 from imagefactory.errors import FactoryError
-from imagefactory.files import write_atomic
+from imagefactory.files import partial_name, write_atomic
 from imagefactory.packages import Package
 
 INDEX_NAME = "packages.index"
@@ -95,7 +95,7 @@ def _place(source: Path, target: Path) -> bool:
     if target.exists():
         return False
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.name}.{os.getpid()}.partial")
+    tmp = partial_name(target)
     shutil.copyfile(source, tmp)
     tmp.replace(target)
     return True

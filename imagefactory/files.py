@@ -2,7 +2,7 @@
 
 A file is written under a temporary name in the same folder, flushed to disk, then renamed over
 the target, so a reader sees the old file or the new one and never half of one; an interrupted
-write leaves only a `.<name>.<pid>.partial` that nothing reads. A tool that fails raises a
+write leaves only a `.<name>.<pid>-<thread>.partial` that nothing reads. A tool that fails raises a
 FactoryError that names it and carries what it said.
 """
 
@@ -11,6 +11,7 @@ from __future__ import annotations
 import fcntl
 import os
 import subprocess
+import threading
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
@@ -30,7 +31,8 @@ def exclusive(lock: Path) -> Iterator[None]:
 
 def partial_name(path: Path) -> Path:
     """Where `path` is written before it is complete (same folder, so the rename is atomic)."""
-    return path.with_name(f".{path.name}.{os.getpid()}.partial")
+    # The thread too: two builds of one process (make reproducible, side by side) write the same files.
+    return path.with_name(f".{path.name}.{os.getpid()}-{threading.get_ident()}.partial")
 
 
 def fsync(path: Path) -> None:
