@@ -24,6 +24,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 from collections import deque
 from collections.abc import Callable
 from pathlib import Path
@@ -71,6 +72,9 @@ def make_build_key(folder: Path) -> tuple[Path, str]:
     return key, (folder / "id_ed25519.pub").read_text().strip()
 
 
+_packer_tail = threading.local()
+
+
 def run_packer(
     args: list[str], log: Path, cwd: Path, env: dict[str, str], on_interrupt: Callable[[], None] = lambda: None
 ) -> int:
@@ -101,7 +105,7 @@ def run_packer(
                 proc.wait()
             raise
         code = proc.wait()
-    run_packer.tail = list(tail)  # type: ignore[attr-defined]  # the last lines, kept on the function for the caller's error
+    _packer_tail.lines = list(tail)  # the last lines, for the caller's error (per thread: side-by-side builds)
     return code
 
 
@@ -239,7 +243,7 @@ def build(
         export.unlink(missing_ok=True)
     if code != 0 or not raw.is_file():
         shutil.rmtree(output, ignore_errors=True)
-        tail = "\n".join(getattr(run_packer, "tail", [])[-12:])
+        tail = "\n".join(getattr(_packer_tail, "lines", [])[-12:])
         raise FactoryError(
             f"packer build of {version} failed (exit code {code}); no image was kept. Full log: {log}\n{tail}"
         )
