@@ -31,8 +31,7 @@ import json
 import os
 import shutil
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from pathlib import Path
 
 from imagefactory import files, host
@@ -47,10 +46,8 @@ def is_dev(version: str) -> bool:
     return bool(DEV_VERSION.fullmatch(version))
 
 
-@contextmanager
-def locked(registry: Path) -> Iterator[None]:
-    with files.exclusive(registry / ".lock"):
-        yield
+def locked(registry: Path) -> AbstractContextManager[None]:
+    return files.exclusive(registry / ".lock")
 
 
 def read_index(registry: Path) -> dict:

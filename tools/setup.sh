@@ -244,7 +244,6 @@ lane_pulumi() {
   install_pulumi
   install_command_provider
 }
-lane_packer() { install_packer; }
 
 in_parallel() {
   # in_parallel <function>...: run each in a background subshell, wait for all, and fail (after
@@ -273,7 +272,7 @@ main() {
   install_debian_packages
   # The Go builds spend much of their time downloading modules and linking, one core each: on a
   # cold machine the independent ones run side by side (about half the time on 2 cores).
-  in_parallel lane_python lane_pulumi lane_packer install_seaweedfs
+  in_parallel lane_python lane_pulumi install_packer install_seaweedfs
   ensure_passphrase
   "$IMAGEFACTORY_ROOT/tools/stack.sh" git-filter
 }
