@@ -24,7 +24,7 @@ preview: setup
 ## test: lint everything, then run the unit and integration tests.
 test: setup lint
 	@$(ENV); cd tools/command-provider && go test ./...
-	@$(ENV); tools/test.sh  # the builds one after the other; every other test beside them
+	@$(ENV); tools/test.sh  # the image tests in two lanes side by side; every other test beside lane two
 
 lint: setup
 	@$(ENV); ruff check . && ruff format --check .

@@ -18,8 +18,24 @@ LANE2=(
 ignores=()
 for file in "${LANE1[@]}" "${LANE2[@]}"; do ignores+=("--ignore=$file"); done
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/imagefactory-tests-XXXXXX")
-python -m pytest -p no:cacheprovider --durations=25 --basetemp="$tmp/lane2" "${LANE2[@]}" >"$tmp/lane2.log" 2>&1 &
+# Lane two runs in a session of its own (setsid): a background job of a script ignores SIGINT, so
+# a Ctrl-C would stop lane one and leave lane two building. On an interrupt, or when this script is
+# terminated, the whole of lane two (pytest, Pulumi, Packer, QEMU) is terminated and waited for.
+setsid python -m pytest -p no:cacheprovider --durations=25 --basetemp="$tmp/lane2" "${LANE2[@]}" \
+  </dev/null >"$tmp/lane2.log" 2>&1 &
 lane2=$!
+stop_lane2() {
+  trap - INT TERM
+  echo "test.sh: interrupted; stopping lane two (the release history)" >&2
+  kill -TERM -- "-$lane2" 2>/dev/null
+  # Packer cleans up after a SIGTERM; whatever is still there after a minute is killed.
+  for _ in $(seq 60); do kill -0 -- "-$lane2" 2>/dev/null || break; sleep 1; done
+  kill -KILL -- "-$lane2" 2>/dev/null
+  wait "$lane2" 2>/dev/null
+  rm -rf "$tmp"
+  exit 130
+}
+trap stop_lane2 INT TERM
 python -m pytest -p no:cacheprovider --durations=25 --basetemp="$tmp/lane1" "${LANE1[@]}"
 lane1_rc=$?
 # Lane one ends first: the other tests take its core while lane two goes on.
