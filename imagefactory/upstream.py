@@ -172,14 +172,22 @@ def build_stage0(cache: Path) -> Upstream:
     folder = cache / "upstream" / f"stage0-{stage0_recipe_digest()}"
     image = folder / STAGE0_IMAGE
     sums = folder / "SHA256SUMS"
-    # Two releases on one machine may both need it: the second waits for the first's image.
-    with files.exclusive(folder.with_name(f".{folder.name}.lock")):
-        if not (image.is_file() and sums.is_file() and (folder / packages.TSV_NAME).is_file()):
-            print(f"upstream: building the stage-0 Debian 12 image into {folder} (about 1-2 minutes)", file=sys.stderr)
-            tmp = folder.with_name(folder.name + ".tmp")
-            run_stage0(STAGE0_SCRIPT, RECORD_SCRIPT, tmp, cache)
-            shutil.rmtree(folder, ignore_errors=True)
-            tmp.replace(folder)
+
+    def built() -> bool:  # the folder appears whole, in one rename
+        return image.is_file() and sums.is_file() and (folder / packages.TSV_NAME).is_file()
+
+    # Two releases on one machine may both need it: the second waits for the first's image. A
+    # cached image is only read (no lock file is made, so a read-only cache serves it).
+    if not built():
+        with files.exclusive(folder.with_name(f".{folder.name}.lock")):
+            if not built():
+                print(
+                    f"upstream: building the stage-0 Debian 12 image into {folder} (about 1-2 minutes)", file=sys.stderr
+                )
+                tmp = folder.with_name(folder.name + ".tmp")
+                run_stage0(STAGE0_SCRIPT, RECORD_SCRIPT, tmp, cache)
+                shutil.rmtree(folder, ignore_errors=True)
+                tmp.replace(folder)
     resolved = resolve(str(image), f"file:{sums}", cache)
     return Upstream(resolved.path, resolved.sha256, f"stage0:{stage0_recipe_digest()}", resolved.checksum, "stage0")
 

@@ -117,3 +117,18 @@ def test_two_releases_needing_the_stage0_image_at_once_build_it_once(
         release.join()
     assert len(runs) == 1
     assert [f.sha256 for f in found] == [DIGEST, DIGEST]
+
+
+def test_a_cached_stage0_image_is_only_read(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """No lock file is made when the image is there: a read-only cache still serves it."""
+    from imagefactory import packages
+
+    folder = tmp_path / "upstream" / f"stage0-{upstream.stage0_recipe_digest()}"
+    folder.mkdir(parents=True)
+    (folder / upstream.STAGE0_IMAGE).write_bytes(IMAGE)
+    (folder / "SHA256SUMS").write_text(f"{DIGEST}  {upstream.STAGE0_IMAGE}\n")
+    (folder / packages.TSV_NAME).write_text("")
+    monkeypatch.setattr(upstream, "run_stage0", lambda *args, **kwargs: pytest.fail("the cached image was rebuilt"))
+    before = sorted(p.name for p in folder.parent.iterdir())
+    assert upstream.build_stage0(tmp_path).sha256 == DIGEST
+    assert sorted(p.name for p in folder.parent.iterdir()) == before
