@@ -73,6 +73,17 @@ def make_build_key(folder: Path) -> tuple[Path, str]:
 
 
 _packer_tail = threading.local()
+_running: set[subprocess.Popen[str]] = set()  # this process's Packer runs (two side by side in make reproducible)
+_running_lock = threading.Lock()
+
+
+def stop_running_builds() -> None:
+    """Ask every Packer run of this process to stop, as Ctrl-C does: it stops its VM and cleans
+    up, and its build fails. For a build whose partner has failed (make reproducible)."""
+    with _running_lock:
+        for proc in _running:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGINT)
 
 
 def run_packer(
@@ -87,6 +98,8 @@ def run_packer(
         )
         if proc.stdout is None:
             raise FactoryError("could not read Packer's output")
+        with _running_lock:
+            _running.add(proc)
         try:
             for line in proc.stdout:
                 sys.stderr.write(line)
@@ -104,6 +117,9 @@ def run_packer(
                 proc.kill()
                 proc.wait()
             raise
+        finally:
+            with _running_lock:
+                _running.discard(proc)
         code = proc.wait()
     _packer_tail.lines = list(tail)  # the last lines, for the caller's error (per thread: side-by-side builds)
     return code

@@ -22,7 +22,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from pathlib import Path
 from typing import Any
 
@@ -250,6 +250,13 @@ def run_pairs(
         if side_by_side:
             with ThreadPoolExecutor(max_workers=2) as pool:
                 started = [pool.submit(build_once, label, folder, version, up, cache, root) for label in ("a", "b")]
+                done, _ = wait(started, return_when=FIRST_EXCEPTION)
+                failed = next((future.exception() for future in done if future.exception() is not None), None)
+                if failed is not None:
+                    # The pair cannot be compared: the other build is stopped, not waited for.
+                    build.stop_running_builds()
+                    wait(started)
+                    raise failed
                 run_a, run_b = (future.result() for future in started)
         else:
             run_a = build_once("a", folder, version, up, cache, root)

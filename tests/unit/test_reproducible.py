@@ -12,6 +12,7 @@ import pytest
 
 from imagefactory import fstree, gpt, reproducible
 from imagefactory.debugfs import Filesystem
+from imagefactory.errors import FactoryError
 from tests.unit.conftest import make_gpt_disk
 
 
@@ -163,3 +164,31 @@ def test_side_by_side_the_two_builds_of_a_pair_run_at_once(tmp_path: Path, monke
     version = SimpleNamespace(name="dev-x", commit="c")
     report = reproducible.run_pairs(1, tmp_path / "runs", version, None, tmp_path, tmp_path, True, side_by_side=True)  # type: ignore[arg-type]
     assert report["passed"] is True and report["pairs"][0]["built"] == "side by side"
+
+
+def test_side_by_side_a_failed_build_stops_the_other(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """When one build of a pair fails, the other's Packer is stopped (not waited for), and the
+    first failure is the error."""
+    import signal
+    import threading
+
+    from imagefactory import build
+
+    other_started = threading.Event()
+    stopped: list[int] = []
+
+    def built(label: str, folder: Path, *args: object) -> dict:
+        if label == "a":
+            other_started.wait(10)
+            raise FactoryError("build a failed")
+        folder.mkdir(parents=True, exist_ok=True)
+        threading.Timer(0.5, other_started.set).start()
+        # Stands for Packer: it runs until it is stopped (a minute at most).
+        stopped.append(build.run_packer(["sleep", "60"], folder / "b.log", folder, {"PATH": "/usr/bin:/bin"}))
+        raise FactoryError("build b was stopped")
+
+    monkeypatch.setattr(reproducible, "build_once", built)
+    version = SimpleNamespace(name="dev-x", commit="c")
+    with pytest.raises(FactoryError, match="build a failed"):
+        reproducible.run_pairs(1, tmp_path / "runs", version, None, tmp_path, tmp_path, True, side_by_side=True)  # type: ignore[arg-type]
+    assert stopped == [-signal.SIGINT], "build b's Packer ran to its end instead of being stopped"
