@@ -173,8 +173,8 @@ def input_image(
             raise FactoryError(f"the published parent {image} does not have the recorded digest sha256:{sha256}")
         return image, packages.published(stages.stage_registry(registry, parent_stage), parent_version)
     raise FactoryError(
-        f"{manifest['version']} was built on a downloaded upstream ({source}); a rebuild needs a stage-0 "
-        "upstream or a published parent stage"
+        f"{manifest['version']} was built on a downloaded upstream ({source}), whose own package set is not "
+        "recorded; a rebuild needs a stage-0 upstream or a published parent stage"
     )
 
 

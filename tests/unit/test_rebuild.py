@@ -86,6 +86,13 @@ def test_a_stage0_upstream_without_a_recorded_package_set_cannot_be_rebuilt(tmp_
         rebuild.input_image(manifest, tmp_path, tmp_path, tmp_path, tmp_path, tmp_path, "reuse")
 
 
+def test_a_downloaded_upstream_cannot_be_rebuilt_and_the_error_says_why(tmp_path: Path) -> None:
+    source = "https://cloud.debian.org/images/cloud/bookworm/latest/debian-12-genericcloud-amd64.qcow2"
+    manifest = {"version": "release-0.1.0", "upstream": {"source": source, "sha256": "c" * 64}}
+    with pytest.raises(FactoryError, match=r"downloaded upstream \(https://.*package set is not recorded"):
+        rebuild.input_image(manifest, tmp_path, tmp_path, tmp_path, tmp_path, tmp_path, "reuse")
+
+
 def test_a_parent_that_changed_in_the_registry_is_refused(tmp_path: Path) -> None:
     parent = tmp_path / "stages" / "base" / "release-0.1.0"
     parent.mkdir(parents=True)
