@@ -18,24 +18,39 @@ LANE2=(
 ignores=()
 for file in "${LANE1[@]}" "${LANE2[@]}"; do ignores+=("--ignore=$file"); done
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/imagefactory-tests-XXXXXX")
-# Lane two runs in a session of its own (setsid): a background job of a script ignores SIGINT, so
-# a Ctrl-C would stop lane one and leave lane two building. On an interrupt, or when this script is
-# terminated, the whole of lane two (pytest, Pulumi, Packer, QEMU) is terminated and waited for.
-setsid python -m pytest -p no:cacheprovider --durations=25 --basetemp="$tmp/lane2" "${LANE2[@]}" \
+lane2=
+# A Ctrl-C reaches lane one (the foreground) and this script; lane two, a background job, ignores
+# SIGINT, so it is stopped here: a SIGTERM to its process group (pytest unwinds it like Ctrl-C, so
+# the tests' clean-ups run; Packer stops its VM), then whatever is still running under the test
+# run's folder (the VMs the tests launched in sessions of their own). A SIGTERM to the job's
+# process group does the same; a SIGTERM to this script alone takes effect when lane one's
+# current test has ended (bash runs a trap between commands).
+stop() {
+  local code=$1
+  trap - INT TERM
+  echo "test.sh: stopped; stopping lane two (the release history) and every VM of the test run" >&2
+  if [ -n "$lane2" ]; then
+    kill -TERM -- "-$lane2" 2>/dev/null
+    # Packer gives its VM up to 90 s to stop; whatever is still there after 100 s is killed.
+    for _ in $(seq 100); do kill -0 -- "-$lane2" 2>/dev/null || break; sleep 1; done
+    kill -KILL -- "-$lane2" 2>/dev/null
+    wait "$lane2" 2>/dev/null
+  fi
+  pkill -TERM -f -- "$tmp/" 2>/dev/null && sleep 5
+  pkill -KILL -f -- "$tmp/" 2>/dev/null
+  for log in "$tmp/beside.log" "$tmp/lane2.log"; do
+    if [ -s "$log" ]; then echo "== the last lines of $(basename "$log"):" >&2; tail -n 20 "$log" >&2; fi
+  done
+  rm -rf "$tmp"
+  exit "$code"
+}
+trap 'stop 130' INT
+trap 'stop 143' TERM
+# Lane two runs in a session of its own, so that one signal reaches all of it (-w: setsid waits
+# and passes on the exit code should it ever need to fork).
+setsid -w python -m pytest -p no:cacheprovider --durations=25 --basetemp="$tmp/lane2" "${LANE2[@]}" \
   </dev/null >"$tmp/lane2.log" 2>&1 &
 lane2=$!
-stop_lane2() {
-  trap - INT TERM
-  echo "test.sh: interrupted; stopping lane two (the release history)" >&2
-  kill -TERM -- "-$lane2" 2>/dev/null
-  # Packer cleans up after a SIGTERM; whatever is still there after a minute is killed.
-  for _ in $(seq 60); do kill -0 -- "-$lane2" 2>/dev/null || break; sleep 1; done
-  kill -KILL -- "-$lane2" 2>/dev/null
-  wait "$lane2" 2>/dev/null
-  rm -rf "$tmp"
-  exit 130
-}
-trap stop_lane2 INT TERM
 python -m pytest -p no:cacheprovider --durations=25 --basetemp="$tmp/lane1" "${LANE1[@]}"
 lane1_rc=$?
 # Lane one ends first: the other tests take its core while lane two goes on.
@@ -45,6 +60,7 @@ echo "== the tests that ran beside the builds (exit code $beside_rc):"
 cat "$tmp/beside.log"
 wait "$lane2"
 lane2_rc=$?
+trap - INT TERM
 echo "== the release history, built beside the session's release (exit code $lane2_rc):"
 cat "$tmp/lane2.log"
 rm -rf "$tmp"

@@ -8,6 +8,7 @@ per-user cache and shared with `make release`.
 from __future__ import annotations
 
 import json
+import signal
 import socket
 import subprocess
 import sys
@@ -20,6 +21,12 @@ import pytest
 
 from imagefactory.upstream import UNREACHABLE_SUMS, UNREACHABLE_URL
 from tests.helpers import copy_project, init_git, pulumi, pulumi_env
+
+# A SIGTERM (tools/test.sh stopping lane two, a CI runner cancelling the job) unwinds the tests like
+# Ctrl-C, so each test's clean-up (a `pulumi destroy` of the VMs it launched) and each fixture's
+# teardown still run; Python's default would end the process on the spot.
+if signal.getsignal(signal.SIGTERM) == signal.SIG_DFL:
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
 
 
 @dataclass
