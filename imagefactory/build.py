@@ -75,15 +75,23 @@ def make_build_key(folder: Path) -> tuple[Path, str]:
 _packer_tail = threading.local()
 _running: set[subprocess.Popen[str]] = set()  # this process's Packer runs (two side by side in make reproducible)
 _running_lock = threading.Lock()
+_stopping = threading.Event()
 
 
 def stop_running_builds() -> None:
-    """Ask every Packer run of this process to stop, as Ctrl-C does: it stops its VM and cleans
-    up, and its build fails. For a build whose partner has failed (make reproducible)."""
+    """Ask every Packer run of this process to stop, as Ctrl-C does (it stops its VM and cleans
+    up, and its build fails), and refuse to start another until `allow_builds`. For a build
+    whose partner has failed (make reproducible, side by side)."""
     with _running_lock:
+        _stopping.set()
         for proc in _running:
             if proc.poll() is None:
                 proc.send_signal(signal.SIGINT)
+
+
+def allow_builds() -> None:
+    with _running_lock:
+        _stopping.clear()
 
 
 def run_packer(
@@ -93,13 +101,15 @@ def run_packer(
     On an interrupt, `on_interrupt` runs first (it deletes the build key), then Packer is stopped."""
     tail: deque[str] = deque(maxlen=25)
     with open(log, "a", encoding="utf-8") as log_file:
-        proc = subprocess.Popen(
-            args, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1
-        )
+        with _running_lock:  # started and listed at once, so a stop finds it
+            if _stopping.is_set():
+                raise FactoryError("the build was stopped before Packer started (another build of its pair failed)")
+            proc = subprocess.Popen(
+                args, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1
+            )
+            _running.add(proc)
         if proc.stdout is None:
             raise FactoryError("could not read Packer's output")
-        with _running_lock:
-            _running.add(proc)
         try:
             for line in proc.stdout:
                 sys.stderr.write(line)

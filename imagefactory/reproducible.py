@@ -248,6 +248,7 @@ def run_pairs(
     for number in range(1, pairs + 1):
         folder = base / f"pair-{number}"
         if side_by_side:
+            build.allow_builds()
             with ThreadPoolExecutor(max_workers=2) as pool:
                 started = [pool.submit(build_once, label, folder, version, up, cache, root) for label in ("a", "b")]
                 done, _ = wait(started, return_when=FIRST_EXCEPTION)

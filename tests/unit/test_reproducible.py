@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
+import time
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -166,29 +167,44 @@ def test_side_by_side_the_two_builds_of_a_pair_run_at_once(tmp_path: Path, monke
     assert report["passed"] is True and report["pairs"][0]["built"] == "side by side"
 
 
-def test_side_by_side_a_failed_build_stops_the_other(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """When one build of a pair fails, the other's Packer is stopped (not waited for), and the
-    first failure is the error."""
+@pytest.mark.parametrize("partner", ["running Packer", "not yet at Packer"])
+def test_side_by_side_a_failed_build_stops_the_other(
+    partner: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """When one build of a pair fails, the other is not waited for: its running Packer is
+    stopped, or a Packer it has yet to start is refused. The first failure is the error."""
     import signal
-    import threading
 
     from imagefactory import build
 
-    other_started = threading.Event()
-    stopped: list[int] = []
+    stopped: list[object] = []
+
+    def packer(folder: Path) -> int:  # stands for Packer: it runs until it is stopped (a minute at most)
+        return build.run_packer(["sleep", "60"], folder / "b.log", folder, {"PATH": "/usr/bin:/bin"})
 
     def built(label: str, folder: Path, *args: object) -> dict:
-        if label == "a":
-            other_started.wait(10)
-            raise FactoryError("build a failed")
         folder.mkdir(parents=True, exist_ok=True)
-        threading.Timer(0.5, other_started.set).start()
-        # Stands for Packer: it runs until it is stopped (a minute at most).
-        stopped.append(build.run_packer(["sleep", "60"], folder / "b.log", folder, {"PATH": "/usr/bin:/bin"}))
+        if label == "a":
+            deadline = time.monotonic() + 10
+            while partner == "running Packer" and not build._running and time.monotonic() < deadline:
+                time.sleep(0.05)
+            raise FactoryError("build a failed")
+        if partner == "not yet at Packer":
+            deadline = time.monotonic() + 10
+            while not build._stopping.is_set() and time.monotonic() < deadline:
+                time.sleep(0.05)  # b is busy before Packer while run_pairs sees a's failure
+        try:
+            stopped.append(packer(folder))
+        except FactoryError as exc:
+            stopped.append(str(exc))
         raise FactoryError("build b was stopped")
 
     monkeypatch.setattr(reproducible, "build_once", built)
     version = SimpleNamespace(name="dev-x", commit="c")
     with pytest.raises(FactoryError, match="build a failed"):
         reproducible.run_pairs(1, tmp_path / "runs", version, None, tmp_path, tmp_path, True, side_by_side=True)  # type: ignore[arg-type]
-    assert stopped == [-signal.SIGINT], "build b's Packer ran to its end instead of being stopped"
+    if partner == "running Packer":
+        assert stopped == [-signal.SIGINT], "build b's Packer ran to its end instead of being stopped"
+    else:
+        assert len(stopped) == 1 and "stopped before Packer started" in str(stopped[0]), stopped
+    build.allow_builds()
