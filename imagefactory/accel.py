@@ -104,7 +104,8 @@ def choose(requested: str, image: Path, cache: Path) -> str:
     try:
         cached = json.loads(record.read_text())
         if cached.get("boot_id") == _boot_id():
-            print(f"accelerator: {cached['accelerator']} (probed earlier during this host boot)", file=sys.stderr)
+            # One write, line and all: the two builds of a reproducible pair say it at once.
+            sys.stderr.write(f"accelerator: {cached['accelerator']} (probed earlier during this host boot)\n")
             return cached["accelerator"]
     except (OSError, ValueError, KeyError):
         pass
