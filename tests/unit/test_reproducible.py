@@ -208,3 +208,20 @@ def test_side_by_side_a_failed_build_stops_the_other(
     else:
         assert len(stopped) == 1 and "stopped before Packer started" in str(stopped[0]), stopped
     build.allow_builds()
+
+
+def test_the_readme_quotes_the_recorded_reproducibility_run() -> None:
+    """README's reproducibility result is the one in bench/results, not a run that was not recorded."""
+    import re
+
+    root = Path(__file__).resolve().parents[2]
+    report = json.loads((root / "bench" / "results" / "reproducibility.json").read_text())
+    readme = (root / "README.md").read_text()
+    quoted = readme[readme.index("<!-- reproducible -->") : readme.index("<!-- /reproducible -->")]
+    assert report["commit"][:12] in quoted
+    assert report["complete"] is True and report["passed"] is True, "the recorded run is the five-pair proof"
+    assert len(report["pairs"]) >= 5 and all(p["passed"] for p in report["pairs"])
+    assert all(p["bit_identical_artifacts"] == ["raw", "qcow2", "vhd", "vmdk", "ova"] for p in report["pairs"])
+    assert report["allowlist"] == [] and "empty allowlist" in quoted
+    seconds = " ".join(re.findall(r"\d+/\d+", quoted))
+    assert seconds == " ".join(f"{round(a)}/{round(b)}" for a, b in (p["build_seconds"] for p in report["pairs"]))
