@@ -12,6 +12,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[2]
 
 WAITING_TEST = """
@@ -99,3 +101,27 @@ def test_an_interrupt_stops_both_lanes(tmp_path: Path) -> None:
     assert b"stopping lane two" in output
     assert len(children) == 6
     assert list(runs.iterdir()) == [], "the test run's folder was left behind"
+
+
+@pytest.mark.parametrize("failing", [None, "test_release", "test_releases", "test_other"])
+def test_the_exit_code_follows_every_lane(failing: str | None, tmp_path: Path) -> None:
+    """Lane one, lane two (in its own session) and the other tests each decide the exit code."""
+    project = _project(tmp_path)
+    integration = project / "tests" / "integration"
+    for name in ("test_release", "test_releases"):
+        (integration / f"{name}.py").write_text("def test_quick():\n    pass\n")
+    if failing:
+        folder = project / "tests" if failing == "test_other" else integration
+        (folder / f"{failing}.py").write_text(f"def test_fails():\n    assert False, 'failed in {failing}'\n")
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    env = dict(os.environ, TMPDIR=str(runs))
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"
+    done = subprocess.run(
+        ["bash", str(project / "tools" / "test.sh")], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == (1 if failing else 0), done.stdout + done.stderr
+    assert "the release history, built beside the session's release (exit code " in done.stdout
+    if failing:
+        assert f"failed in {failing}" in done.stdout, "the failing lane's report is shown"
+    assert list(runs.iterdir()) == []
