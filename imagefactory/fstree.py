@@ -184,6 +184,28 @@ def parse_times(stat_output: str) -> dict[str, str]:
     return {m.group(1): m.group(2) + (f".{m.group(3)}" if m.group(3) else "") for m in _TIME.finditer(stat_output)}
 
 
+def time_seconds(value: str) -> int:
+    """A time as `parse_times` gives it, in seconds since 1970: the low word is signed, and the
+    extra word's two low bits extend it past 2038 (ext4's encoding)."""
+    low, _, extra = value.partition(".")
+    seconds = int(low, 16)
+    if seconds >= 1 << 31:
+        seconds -= 1 << 32
+    return seconds + ((int(extra, 16) & 3) << 32 if extra else 0)
+
+
+def times_not_at(times: dict[str, dict[str, str]], epoch: int) -> list[str]:
+    """Where a re-mastered filesystem's times are not the build's: every change, access and
+    creation time must be `epoch` exactly, and no modification time may be later."""
+    wrong = []
+    for path, fields in sorted(times.items()):
+        for name, value in sorted(fields.items()):
+            seconds = time_seconds(value)
+            if seconds > epoch or (name != "mtime" and seconds != epoch):
+                wrong.append(f"{path}: {name} {value} is {seconds}, not {epoch}")
+    return wrong
+
+
 def times(fs: Filesystem, nodes: dict[str, Node] | None = None) -> dict[str, dict[str, str]]:
     """Every path's inode times (ctime, atime, mtime, crtime), which `manifest` leaves out; `nodes`
     is a scan of `fs` already made (by `manifest`), else it is scanned here."""

@@ -99,7 +99,8 @@ def remaster(raw: Path, version: str, epoch: int, work: Path) -> dict[str, objec
         for path in ["/", *paths]:
             if '"' in path or "\n" in path:
                 raise FactoryError(f"cannot re-master a file name with a quote or newline: {path!r}")
-            commands += [f'sif "{path}" atime {epoch}', f'sif "{path}" ctime {epoch}']
+            # "@": seconds since 1970 (a bare number is read otherwise: a ctime in the year 2340).
+            commands += [f'sif "{path}" atime @{epoch}', f'sif "{path}" ctime @{epoch}']
         fixed.run_script(commands, env)  # E2FSPROGS_FAKE_TIME also fixes the last write time
         check = subprocess.run(["e2fsck", "-fn", str(image)], capture_output=True, text=True, check=False)
         if check.returncode != 0:
@@ -109,6 +110,11 @@ def remaster(raw: Path, version: str, epoch: int, work: Path) -> dict[str, objec
         changed = fstree.differences(before, after)
         if changed:
             raise FactoryError("the re-mastered filesystem differs from the sealed one:\n  " + "\n  ".join(changed))
+        # And its times are the build's: none later than the commit, none left from the clock.
+        wrong = fstree.times_not_at(fstree.times(Filesystem(image), after), epoch)
+        if wrong:
+            shown = "\n  ".join(wrong[:10]) + (f"\n  … and {len(wrong) - 10} more" if len(wrong) > 10 else "")
+            raise FactoryError(f"the re-mastered filesystem's times are not the commit time ({epoch}):\n  {shown}")
         out = raw.with_name(f".{raw.name}.remastered")
         run(["cp", "--sparse=always", str(raw), str(out)])
         run(["fallocate", "--punch-hole", "--offset", str(root.offset), "--length", str(root.size), str(out)])

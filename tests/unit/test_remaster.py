@@ -100,6 +100,36 @@ def test_the_remaster_keeps_every_owner_mode_bit_xattr_and_special_file(tmp_path
     assert after["/srv/empty"].kind == "dir"
     assert after["/srv/sparse"].blocks <= before["/srv/sparse"].blocks < 64, "the sparse file stays sparse"
     assert fstree.differences(before, after) == []
+    times = fstree.times(Filesystem(disk, root_partition(disk).offset), after)
+    assert times["/usr/bin/sudo"]["ctime"] == times["/usr/bin/sudo"]["atime"] == "6553f100.00000000"
+    assert fstree.times_not_at(times, 1_700_000_000) == []
+
+
+def test_the_gate_fails_the_remaster_when_a_time_is_not_the_commits(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A bare number to debugfs's `sif … ctime` is not read as seconds since 1970 (it gave 2340)."""
+    disk = make_disk(tmp_path)
+    original = disk.read_bytes()
+    run_script = Filesystem.run_script
+
+    def bare(self: Filesystem, commands: list[str], env: dict[str, str] | None = None) -> str:
+        return run_script(self, [c.replace(" @", " ") if c.startswith("sif ") else c for c in commands], env)
+
+    monkeypatch.setattr(Filesystem, "run_script", bare)
+    # This commit time (2026-12-07 21:54:52), bare, is read as a date in the year 2340.
+    with pytest.raises(FactoryError, match=r"times are not the commit time \(1796680492\):\n  /: atime"):
+        remaster.remaster(disk, "release-0.1.0", 1_796_680_492, tmp_path / "work")
+    assert disk.read_bytes() == original, "a failed re-master leaves the sealed disk as it was"
+
+
+def test_a_time_past_2038_is_read_with_its_epoch_bits() -> None:
+    assert fstree.time_seconds("6b172b2c.00000000") == 1_796_680_492
+    assert fstree.time_seconds("b98978de.00000003") == 0xB98978DE - (1 << 32) + (3 << 32)
+    assert fstree.time_seconds("ffffffff") == -1
+    assert fstree.times_not_at({"/f": {"ctime": "b98978de.00000003", "mtime": "6b172b2c.00000000"}}, 1_796_680_492) == [
+        f"/f: ctime b98978de.00000003 is {0xB98978DE + (2 << 32)}, not 1796680492"
+    ]
 
 
 def test_the_gate_fails_the_remaster_when_metadata_is_lost(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
