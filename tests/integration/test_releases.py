@@ -335,8 +335,13 @@ def test_an_application_launches_by_version_and_upgrades_by_turn_and_burn(two_re
         # Rolling back is promoting the previous version: the app moves with the channel.
         make(two_releases, "promote", CHANNEL="stable", VERSION="release-0.1.0")
         app.run("up", "--yes", "--skip-preview")
-        assert app.launch()["reported_version"] == "release-0.1.0", "rolling back is promoting the previous version"
+        rolled_back = app.launch()
+        assert rolled_back["reported_version"] == "release-0.1.0", "rolling back is promoting the previous version"
         assert not Path(f"/proc/{second['pid']}").exists()
+        # `pulumi destroy` stops the VM and deletes its folder (disk, key, seed), as README says.
+        app.run("destroy", "--yes")
+        assert not Path(f"/proc/{rolled_back['pid']}").exists(), "the VM is stopped"
+        assert not Path(rolled_back["dir"]).exists(), "its disk, key and seed are deleted"
     finally:
         app.run("destroy", "--yes", check=False)
 
