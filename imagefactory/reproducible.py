@@ -248,17 +248,19 @@ def run_pairs(
     for number in range(1, pairs + 1):
         folder = base / f"pair-{number}"
         if side_by_side:
-            build.allow_builds()
-            with ThreadPoolExecutor(max_workers=2) as pool:
-                started = [pool.submit(build_once, label, folder, version, up, cache, root) for label in ("a", "b")]
-                done, _ = wait(started, return_when=FIRST_EXCEPTION)
-                failed = next((future.exception() for future in done if future.exception() is not None), None)
-                if failed is not None:
-                    # The pair cannot be compared: the other build is stopped, not waited for.
-                    build.stop_running_builds()
-                    wait(started)
-                    raise failed
-                run_a, run_b = (future.result() for future in started)
+            try:
+                with ThreadPoolExecutor(max_workers=2) as pool:
+                    started = [pool.submit(build_once, label, folder, version, up, cache, root) for label in "ab"]
+                    done, _ = wait(started, return_when=FIRST_EXCEPTION)
+                    failed = next((future.exception() for future in done if future.exception() is not None), None)
+                    if failed is not None:
+                        # The pair cannot be compared: the other build is stopped, not waited for.
+                        build.stop_running_builds()
+                        wait(started)
+                        raise failed
+                    run_a, run_b = (future.result() for future in started)
+            finally:
+                build.allow_builds()  # both have ended: later builds of this process may start
         else:
             run_a = build_once("a", folder, version, up, cache, root)
             run_b = build_once("b", folder, version, up, cache, root)

@@ -23,11 +23,12 @@ lane2=
 # SIGINT, so it is stopped here: a SIGTERM to its process group (pytest unwinds it like Ctrl-C, so
 # the tests' clean-ups run; Packer stops its VM), then whatever is still running under the test
 # run's folder (the VMs the tests launched in sessions of their own). A SIGTERM to the job's
-# process group does the same; a SIGTERM to this script alone takes effect when lane one's
-# current test has ended (bash runs a trap between commands).
+# process group does the same; a SIGTERM to this script alone takes effect only when the command
+# in the foreground (lane one's, or the other tests' pytest run) has ended: bash runs a trap
+# between commands. A second Ctrl-C while stopping is ignored, so the clean-up always finishes.
 stop() {
   local code=$1
-  trap - INT TERM
+  trap '' INT TERM
   echo "test.sh: stopped; stopping lane two (the release history) and every VM of the test run" >&2
   if [ -n "$lane2" ]; then
     kill -TERM -- "-$lane2" 2>/dev/null

@@ -23,8 +23,9 @@ from imagefactory.upstream import UNREACHABLE_SUMS, UNREACHABLE_URL
 from tests.helpers import copy_project, init_git, pulumi, pulumi_env
 
 # A SIGTERM (tools/test.sh stopping lane two, a CI runner cancelling the job) unwinds the tests like
-# Ctrl-C, so each test's clean-up (a `pulumi destroy` of the VMs it launched) and each fixture's
-# teardown still run; Python's default would end the process on the spot.
+# Ctrl-C, so each test's `finally` and each fixture's teardown get to run (Python's default would end
+# the process on the spot). A `pulumi up` cut short may leave a VM its state does not know; the
+# VMs run under the test run's folder, where tools/test.sh stops whatever is left.
 if signal.getsignal(signal.SIGTERM) == signal.SIG_DFL:
     signal.signal(signal.SIGTERM, signal.default_int_handler)
 

@@ -207,7 +207,7 @@ def test_side_by_side_a_failed_build_stops_the_other(
         assert stopped == [-signal.SIGINT], "build b's Packer ran to its end instead of being stopped"
     else:
         assert len(stopped) == 1 and "stopped before Packer started" in str(stopped[0]), stopped
-    build.allow_builds()
+    assert not build._stopping.is_set(), "once the pair has ended, later builds may start"
 
 
 def test_the_readme_quotes_the_recorded_reproducibility_run() -> None:

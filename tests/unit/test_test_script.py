@@ -61,7 +61,9 @@ def _project(tmp_path: Path) -> Path:
     return project
 
 
-def test_an_interrupt_stops_both_lanes(tmp_path: Path) -> None:
+@pytest.mark.parametrize("presses", [1, 2])
+def test_an_interrupt_stops_both_lanes(presses: int, tmp_path: Path) -> None:
+    """A Ctrl-C, or two (the second while the first is being handled), stops everything."""
     project = _project(tmp_path)
     pids = tmp_path / "pids"
     pids.mkdir()
@@ -85,6 +87,9 @@ def test_an_interrupt_stops_both_lanes(tmp_path: Path) -> None:
             time.sleep(0.2)
         children = {p.name: int(p.read_text()) for p in pids.iterdir()}
         os.killpg(script.pid, signal.SIGINT)  # Ctrl-C
+        if presses == 2:
+            time.sleep(2)  # the script is now stopping (it waits for lane two, then sweeps for 5 s)
+            os.killpg(script.pid, signal.SIGINT)
         output, _ = script.communicate(timeout=150)
     finally:
         if script.poll() is None:
