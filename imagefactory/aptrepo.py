@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from imagefactory.checksums import file_digest
-from imagefactory.errors import FactoryError
+from imagefactory.errors import FactoryError, first_lines
 from imagefactory.files import partial_name, write_atomic
 from imagefactory.packages import Package
 
@@ -193,7 +193,7 @@ def write_repo(
         listing = missing_list or folder.parent / f"{folder.name}-missing.txt"
         listing.parent.mkdir(parents=True, exist_ok=True)
         write_atomic(listing, "".join(f"{line}\n" for line in missing))
-        shown = "\n  ".join(missing[:20]) + (f"\n  … and {len(missing) - 20} more" if len(missing) > 20 else "")
+        shown = first_lines(missing, 20)
         raise FactoryError(
             f"{len(missing)} package(s) recorded by {what} are not in the package cache {root}:\n  {shown}\n"
             f"(all of them in {listing}); a build keeps the packages it installs there: rebuild on a machine "

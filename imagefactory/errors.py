@@ -17,6 +17,12 @@ def last_json(stdout: str) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
+def first_lines(items: list[str], limit: int) -> str:
+    """The first `limit` of `items` for an error message, one per indented line, then how many more."""
+    more = f"\n  … and {len(items) - limit} more" if len(items) > limit else ""
+    return "\n  ".join(items[:limit]) + more
+
+
 class FactoryError(Exception):
     """A user-facing failure. The command-line entry points print it without a traceback."""
 

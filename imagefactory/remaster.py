@@ -20,7 +20,7 @@ from pathlib import Path
 
 from imagefactory import fstree
 from imagefactory.debugfs import Filesystem
-from imagefactory.errors import FactoryError
+from imagefactory.errors import FactoryError, first_lines
 from imagefactory.files import run
 from imagefactory.gpt import Partition, root_partition
 
@@ -113,7 +113,7 @@ def remaster(raw: Path, version: str, epoch: int, work: Path) -> dict[str, objec
         # And its times are the build's: none later than the commit, none left from the clock.
         wrong = fstree.times_not_at(fstree.times(Filesystem(image), after), epoch)
         if wrong:
-            shown = "\n  ".join(wrong[:10]) + (f"\n  … and {len(wrong) - 10} more" if len(wrong) > 10 else "")
+            shown = first_lines(wrong, 10)
             raise FactoryError(f"the re-mastered filesystem's times are not the commit time ({epoch}):\n  {shown}")
         out = raw.with_name(f".{raw.name}.remastered")
         run(["cp", "--sparse=always", str(raw), str(out)])
