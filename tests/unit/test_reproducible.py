@@ -6,6 +6,7 @@ import hashlib
 import json
 import shutil
 import time
+from collections.abc import Callable
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -179,20 +180,22 @@ def test_side_by_side_a_failed_build_stops_the_other(
 
     stopped: list[object] = []
 
+    def until(condition: Callable[[], object]) -> None:  # waits on state, not on a timer (10 s at most)
+        deadline = time.monotonic() + 10
+        while not condition() and time.monotonic() < deadline:
+            time.sleep(0.05)
+
     def packer(folder: Path) -> int:  # stands for Packer: it runs until it is stopped (a minute at most)
         return build.run_packer(["sleep", "60"], folder / "b.log", folder, {"PATH": "/usr/bin:/bin"})
 
     def built(label: str, folder: Path, *args: object) -> dict:
         folder.mkdir(parents=True, exist_ok=True)
         if label == "a":
-            deadline = time.monotonic() + 10
-            while partner == "running Packer" and not build._running and time.monotonic() < deadline:
-                time.sleep(0.05)
+            if partner == "running Packer":
+                until(lambda: build._running)
             raise FactoryError("build a failed")
         if partner == "not yet at Packer":
-            deadline = time.monotonic() + 10
-            while not build._stopping.is_set() and time.monotonic() < deadline:
-                time.sleep(0.05)  # b is busy before Packer while run_pairs sees a's failure
+            until(build._stopping.is_set)  # b is busy before Packer while run_pairs sees a's failure
         try:
             stopped.append(packer(folder))
         except FactoryError as exc:

@@ -61,6 +61,14 @@ def _project(tmp_path: Path) -> Path:
     return project
 
 
+def _environment(runs: Path, **extra: str) -> dict[str, str]:
+    """This interpreter's pytest first on PATH; the script's run folder made under `runs`."""
+    runs.mkdir()
+    env = dict(os.environ, TMPDIR=str(runs), **extra)
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"
+    return env
+
+
 @pytest.mark.parametrize("presses", [1, 2])
 def test_an_interrupt_stops_both_lanes(presses: int, tmp_path: Path) -> None:
     """A Ctrl-C, or two (the second while the first is being handled), stops everything."""
@@ -68,9 +76,7 @@ def test_an_interrupt_stops_both_lanes(presses: int, tmp_path: Path) -> None:
     pids = tmp_path / "pids"
     pids.mkdir()
     runs = tmp_path / "runs"
-    runs.mkdir()
-    env = dict(os.environ, PIDS=str(pids), TMPDIR=str(runs))
-    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"
+    env = _environment(runs, PIDS=str(pids))
     script = subprocess.Popen(
         ["bash", str(project / "tools" / "test.sh")],
         env=env,
@@ -119,9 +125,7 @@ def test_the_exit_code_follows_every_lane(failing: str | None, tmp_path: Path) -
         folder = project / "tests" if failing == "test_other" else integration
         (folder / f"{failing}.py").write_text(f"def test_fails():\n    assert False, 'failed in {failing}'\n")
     runs = tmp_path / "runs"
-    runs.mkdir()
-    env = dict(os.environ, TMPDIR=str(runs))
-    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"
+    env = _environment(runs)
     done = subprocess.run(
         ["bash", str(project / "tools" / "test.sh")], env=env, capture_output=True, text=True, timeout=120
     )

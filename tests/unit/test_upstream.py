@@ -92,21 +92,26 @@ def test_only_an_unreachable_network_falls_back_and_only_when_allowed(tmp_path: 
         upstream.resolve_with_fallback(upstream.UNREACHABLE_URL, upstream.UNREACHABLE_SUMS, "none", tmp_path)
 
 
+def write_stage0(out: Path) -> None:
+    """What the stage-0 recipe leaves: the image, its SHA256SUMS and its package set."""
+    from imagefactory import packages
+
+    out.mkdir(parents=True)
+    (out / upstream.STAGE0_IMAGE).write_bytes(IMAGE)
+    (out / "SHA256SUMS").write_text(f"{DIGEST}  {upstream.STAGE0_IMAGE}\n")
+    (out / packages.TSV_NAME).write_text("")
+
+
 def test_two_releases_needing_the_stage0_image_at_once_build_it_once(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The second waits for the first's image instead of building into the same folder."""
-    from imagefactory import packages
-
     runs: list[Path] = []
 
     def recipe(script: Path, record: Path, out: Path, cache: Path, repository: str = "") -> None:
         runs.append(out)
         threading.Event().wait(0.5)  # long enough for the other release to ask meanwhile
-        out.mkdir(parents=True)
-        (out / upstream.STAGE0_IMAGE).write_bytes(IMAGE)
-        (out / "SHA256SUMS").write_text(f"{DIGEST}  {upstream.STAGE0_IMAGE}\n")
-        (out / packages.TSV_NAME).write_text("")
+        write_stage0(out)
 
     monkeypatch.setattr(upstream, "run_stage0", recipe)
     found: list[upstream.Upstream] = []
@@ -121,13 +126,8 @@ def test_two_releases_needing_the_stage0_image_at_once_build_it_once(
 
 def test_a_cached_stage0_image_is_only_read(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """No lock file is made when the image is there: a read-only cache still serves it."""
-    from imagefactory import packages
-
     folder = tmp_path / "upstream" / f"stage0-{upstream.stage0_recipe_digest()}"
-    folder.mkdir(parents=True)
-    (folder / upstream.STAGE0_IMAGE).write_bytes(IMAGE)
-    (folder / "SHA256SUMS").write_text(f"{DIGEST}  {upstream.STAGE0_IMAGE}\n")
-    (folder / packages.TSV_NAME).write_text("")
+    write_stage0(folder)
     monkeypatch.setattr(upstream, "run_stage0", lambda *args, **kwargs: pytest.fail("the cached image was rebuilt"))
     before = sorted(p.name for p in folder.parent.iterdir())
     assert upstream.build_stage0(tmp_path).sha256 == DIGEST
